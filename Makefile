@@ -1,0 +1,38 @@
+# Two commands do the whole set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: run test install train bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the main job on the embedded defaults (params.yaml)
+run: $(STAMP)
+	$(BIN)/ganpkg run $(ARGS)
+
+## the test suite (fast on 2 CPU cores)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+## training alone
+train: $(STAMP)
+	$(BIN)/ganpkg train $(ARGS)
+
+## benchmarks: each prints `ratio: N.NN (...)` on its last line
+bench: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check ganpkg pipelines tests benchmarks
+
+clean:
+	rm -rf runs prepared .pytest_cache

@@ -1,0 +1,3 @@
+from ganpkg.cli import main
+
+main()

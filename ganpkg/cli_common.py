@@ -1,0 +1,25 @@
+"""Options and helpers shared by every `ganpkg` command module (no imports of them, no cycle)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ganpkg.config import Config, load_config
+
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="params.yaml to read (one section per stage).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a key: section.key=value (repeatable)."),
+]
+
+
+def resolve_config(config: Path, overrides: list[str] | None) -> Config:
+    """Load params.yaml (or the embedded defaults when it is absent) with --set overrides."""
+    path = config if config.exists() or str(config) != "params.yaml" else None
+    return load_config(path, overrides or [])

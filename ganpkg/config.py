@@ -1,0 +1,260 @@
+"""params.yaml → one validated pydantic model per stage.
+
+Every section refuses unknown keys and carries its constraints in the types, so a typo or an
+out-of-range value fails before any work, with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ganpkg.errors import UserError
+
+
+class Section(BaseModel):
+    """Base of every params.yaml section: strict keys, validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class DataConfig(Section):
+    """Stage `ingest` and `prepare`: where images come from and the prepared shape."""
+
+    source: Literal["mnist", "image_folder", "torchvision"] = "mnist"
+    source_path: str | None = Field(
+        default=None, description="image_folder: the folder to read; torchvision: its root"
+    )
+    torchvision_name: str | None = Field(default=None, description="e.g. CIFAR10, FashionMNIST")
+    split: Literal["train", "test", "all"] = "train"
+    raw_dir: str = "data"
+    prepared_dir: str = "prepared"
+    resolution: Literal[32, 64, 128] = 32
+    channels: Literal[1, 3] = 1
+    max_images: int | None = Field(default=None, gt=0)
+    strict: bool = False
+
+
+class ModelConfig(Section):
+    """Networks; resolution and channels come from the prepared data's manifest."""
+
+    arch: Literal["dcgan"] = "dcgan"
+    z_dim: int = Field(default=100, gt=0)
+    g_width: int = Field(default=64, gt=0, description="generator channels at full resolution")
+    d_width: int = Field(default=64, gt=0, description="discriminator channels at full resolution")
+    g_norm: Literal["batch", "none"] = "batch"
+    d_norm: Literal["batch", "none"] = "batch"
+    spectral_norm: bool = False
+
+
+class TrainConfig(Section):
+    """Optimisation, schedule of checkpoints/samples, device and divergence guard."""
+
+    loss: Literal["bce", "hinge", "wgan_gp"] = "bce"
+    n_critic: int = Field(default=1, ge=1, description="D steps per G step")
+    gp_weight: float = Field(default=10.0, ge=0)
+    batch_size: int = Field(default=64, gt=0)
+    total_steps: int = Field(default=1500, gt=0, description="generator steps")
+    lr_g: float = Field(default=2e-4, gt=0)
+    lr_d: float = Field(default=2e-4, gt=0)
+    beta1: float = Field(default=0.5, ge=0, lt=1)
+    beta2: float = Field(default=0.999, ge=0, lt=1)
+    ema_decay: float = Field(default=0.999, ge=0, lt=1)
+    ema_start_step: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = Field(default=True, description="bf16 autocast on CUDA; ignored on CPU")
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = True
+    run_dir: str = "runs/default"
+    checkpoint_every_steps: int = Field(default=250, gt=0)
+    keep_checkpoints: int = Field(default=3, gt=0)
+    sample_every_steps: int = Field(default=250, gt=0)
+    sample_grid_size: int = Field(default=64, gt=0)
+    log_every_steps: int = Field(default=50, gt=0)
+    max_abs_loss: float = Field(default=1e4, gt=0, description="a loss beyond this diverged")
+    collapse_d_loss: float = Field(
+        default=1e-4, ge=0, description="D loss below this for collapse_patience steps = collapsed"
+    )
+    collapse_patience: int = Field(default=200, gt=0)
+
+
+class DomainExtractorConfig(Section):
+    """Stage `train_extractor`: the small classifier on the prepared labels used as extractor."""
+
+    weights: str = Field(default="extractor/domain.pt", description="where the stage writes it")
+    width: int = Field(default=32, gt=0, description="channels of the first conv layer")
+    feature_dim: int = Field(default=128, gt=1, description="features FID/KID/PR are computed on")
+    epochs: int = Field(default=2, gt=0)
+    batch_size: int = Field(default=128, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    seed: int = Field(default=0, ge=0)
+
+
+class EvalConfig(Section):
+    """Evaluation protocol (torch-fidelity): what is measured, on what, against which reference."""
+
+    extractor: Literal["inception-v3-compat", "domain"] = "inception-v3-compat"
+    inception_weights: str | None = Field(
+        default=None, description="local copy of torch-fidelity's Inception weights (offline)"
+    )
+    inception_weights_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{8,64}$",
+        description="expected sha256 (or its prefix); null = the prefix in torch-fidelity's URL",
+    )
+    domain: DomainExtractorConfig = DomainExtractorConfig()
+    n_samples: int = Field(default=10_000, gt=1)
+    batch_size: int = Field(default=200, gt=0)
+    seed: int = Field(default=0, ge=0)
+    fid: bool = True
+    isc: bool = True
+    kid: bool = True
+    prc: bool = False
+    reference_split: Literal["all", "train", "holdout"] = "all"
+    holdout_fraction: float = Field(
+        default=0.1, gt=0, lt=1, description="prepared images held out (extractor test accuracy)"
+    )
+    reference_max_images: int | None = Field(default=None, gt=1)
+    isc_splits: int = Field(default=10, gt=0)
+    kid_subsets: int = Field(default=100, gt=0)
+    kid_subset_size: int = Field(default=1000, gt=1, description="capped at n and reference size")
+    prc_neighborhood: int = Field(default=3, gt=0)
+    cache_dir: str = Field(default=".cache/fidelity", description="reference features/statistics")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    memorization: bool = True
+    memorization_n_samples: int = Field(default=1000, gt=0)
+    memorization_quantile: float = Field(
+        default=0.01, gt=0, lt=0.5,
+        description="memorized = closer to a training image than this quantile of real-to-real "
+                    "nearest-neighbour distances (fresh samples are flagged at about this rate)",
+    )
+    memorization_pairs: int = Field(default=16, gt=0, description="closest pairs in the PNG")
+
+    @model_validator(mode="after")
+    def _any_metric(self) -> EvalConfig:
+        if not (self.fid or self.isc or self.kid or self.prc):
+            raise ValueError("eval: enable at least one of fid, isc, kid, prc")
+        return self
+
+
+class RegistryConfig(Section):
+    """MLflow model registry and the promotion gate."""
+
+    model_name: str = "ganpkg-generator"
+    primary_metric: str = "fid_inception"
+    margin: float = Field(default=0.0, ge=0)
+    max_memorized_fraction: float = Field(default=0.05, ge=0, le=1)
+
+
+class ScheduleConfig(Section):
+    """Scheduled retraining."""
+
+    cron: str = "0 3 * * 1"
+    policy: Literal["always", "on_change"] = "on_change"
+
+
+class Config(Section):
+    """The whole params.yaml."""
+
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    registry: RegistryConfig = RegistryConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        if self.data.source == "image_folder" and not self.data.source_path:
+            raise ValueError("data.source_path is required when data.source is image_folder")
+        if self.data.source == "torchvision" and not self.data.torchvision_name:
+            raise ValueError("data.torchvision_name is required when data.source is torchvision")
+        return self
+
+    def params_hash(self) -> str:
+        """sha256 of the canonical JSON of the config (lineage tag)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        section = first["loc"][:-1]
+        model: Any = Config
+        for part in section:
+            model = model.model_fields[str(part)].annotation
+        allowed = ", ".join(sorted(model.model_fields))
+        msg = f"unknown key; allowed here: {allowed}"
+    elif first["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    return f"{origin}: {key}: {msg}{tail}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` → (['section', 'key'], value parsed as YAML)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected section.key=value, e.g. train.total_steps=100")
+    key, _, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"--set {text!r}: expected section.key=value, e.g. train.total_steps=100")
+    return parts, yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of the raw params with every `section.key=value` applied."""
+    merged = json.loads(json.dumps(raw))
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = merged
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {text!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
+    """Validate a raw mapping; bad input becomes one UserError line naming the key."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_error(err, origin)) from None
+
+
+def load_config(path: str | Path | None = "params.yaml", overrides: list[str] = ()) -> Config:
+    """Read params.yaml (absent path → embedded defaults), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping of sections at the top level")
+        origin = str(path)
+    return config_from_dict(apply_overrides(raw, list(overrides)), origin)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (what ran, not what was asked for)."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

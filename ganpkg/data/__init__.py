@@ -1,0 +1,1 @@
+"""Data: sources, the raw snapshot, and the prepared (memory-mapped) training format."""

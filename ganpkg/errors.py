@@ -1,0 +1,9 @@
+"""The one error type for bad input: the CLI prints its message on one line, no traceback."""
+
+
+class UserError(ValueError):
+    """Bad input the user controls (a config key, a file, a flag).
+
+    The message names the key or file and what is allowed. Internal invariants use
+    ``assert`` instead, so a traceback always means a bug in ganpkg, never a typo.
+    """

@@ -1,0 +1,88 @@
+"""Where training runs: device choice, seeding, RNG state capture, and torchrun's process group."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ganpkg.errors import UserError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One process's view of the job: its device and its place among torchrun's ranks."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def select_device(preference: str) -> torch.device:
+    """'auto' → CUDA when present, else CPU; 'cuda' without a GPU is a user error."""
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device is 'cuda' but no CUDA device is visible; use auto or cpu")
+    if torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def start_runtime(preference: str) -> Runtime:
+    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
+    device = select_device(preference)
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return Runtime(device)
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, dist.get_rank(), dist.get_world_size())
+
+
+def stop_runtime(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed every RNG that training touches; ask for deterministic kernels where they exist."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def capture_rng(noise: torch.Generator) -> dict[str, Any]:
+    """Every RNG state that affects what training does next."""
+    state: dict[str, Any] = {"noise": noise.get_state(), "torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], noise: torch.Generator) -> None:
+    noise.set_state(state["noise"])
+    torch.set_rng_state(state["torch_cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,302 @@
+"""The training loop: data order, checkpoints, resume, samples, divergence guard, DDP.
+
+``train(config)`` is the one entry point. It reads the prepared dataset, resumes from the newest
+checkpoint in ``train.run_dir`` when there is one, and reports through callbacks only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganpkg import checkpoint as ckpt
+from ganpkg.callbacks import CallbackList, NullCallback, TrainingCallback
+from ganpkg.config import Config, save_config
+from ganpkg.data.prepared import PreparedDataset, open_prepared, uint8_to_float
+from ganpkg.errors import UserError
+from ganpkg.losses import build_loss
+from ganpkg.networks import build_networks
+from ganpkg.runtime import Runtime, capture_rng, restore_rng, seed_everything, start_runtime, stop_runtime
+from ganpkg.sampling import fixed_noise, save_grid
+from ganpkg.step import GANStep, ema_decay_at, grad_norm, update_ema, unwrap
+
+# Train keys that change what a resumed run computes; the rest (frequencies, paths, the step
+# budget, the device) may differ between the original run and its resumption.
+RESULT_KEYS = ("loss", "n_critic", "gp_weight", "batch_size", "lr_g", "lr_d", "beta1", "beta2",
+               "ema_decay", "ema_start_step", "seed")
+
+
+class TrainingDiverged(RuntimeError):
+    """The run stopped because its losses went non-finite or the discriminator collapsed."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    status: str
+    step: int
+
+
+class DataOrder:
+    """Shuffled epochs, reproducible from (seed, epoch) alone, so its state is two integers."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, position: int = 0):
+        if n < batch_size:
+            raise UserError(f"train.batch_size {batch_size} exceeds the dataset's {n} images")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.position = epoch, position
+        self._perm = self._permutation(epoch)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=gen).numpy()
+
+    def next(self) -> np.ndarray:
+        """Indices of the next global batch (the incomplete tail of an epoch is dropped)."""
+        if self.position + self.batch_size > self.n:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._perm = self._permutation(self.epoch)
+        out = self._perm[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+
+class DivergenceGuard:
+    """Non-finite or exploding losses, or a D loss stuck near zero (D won), stop the run."""
+
+    def __init__(self, config: Config):
+        t = config.train
+        self.max_abs, self.floor, self.patience = t.max_abs_loss, t.collapse_d_loss, t.collapse_patience
+        self.check_collapse = t.loss != "wgan_gp"  # a critic's loss has no floor
+        self.low_since: int | None = None
+
+    def check(self, step: int, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            if not math.isfinite(value) or abs(value) > self.max_abs:
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: {name}={value} (train.max_abs_loss="
+                    f"{self.max_abs}); lower the learning rates or try train.loss=hinge"
+                )
+        if self.check_collapse and losses["loss_d"] < self.floor:
+            self.low_since = step if self.low_since is None else self.low_since
+            if step - self.low_since >= self.patience:
+                raise TrainingDiverged(
+                    f"discriminator collapsed: loss_d < {self.floor} since step {self.low_since} "
+                    f"(train.collapse_patience={self.patience}); the generator gets no signal"
+                )
+        else:
+            self.low_since = None
+
+
+def _check_resumable(state: dict, config: Config, path: Path) -> None:
+    old = state["config"]
+    new = config.model_dump(mode="json")
+    diffs = [f"model.{k}" for k in new["model"] if old["model"].get(k) != new["model"][k]]
+    diffs += [f"train.{k}" for k in RESULT_KEYS if old["train"].get(k) != new["train"][k]]
+    if diffs:
+        raise UserError(
+            f"{path}: checkpoint was trained with different {', '.join(diffs)}; "
+            f"resume with the same values or choose a new train.run_dir"
+        )
+
+
+def _put(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+class Trainer:
+    """Holds one run's state; ``run()`` trains to ``train.total_steps``."""
+
+    def __init__(self, config: Config, data: PreparedDataset, runtime: Runtime,
+                 callback: TrainingCallback):
+        self.config, self.data, self.rt, self.cb = config, data, runtime, callback
+        t = config.train
+        self.run_dir = Path(t.run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if t.batch_size % runtime.world_size:
+            raise UserError(f"train.batch_size {t.batch_size} must divide by the "
+                            f"{runtime.world_size} processes")
+        self.local_batch = t.batch_size // runtime.world_size
+        # channels_last speeds convolutions on CUDA and on oneDNN CPUs alike (benchmarks/).
+        self.channels_last = t.channels_last
+
+        seed_everything(t.seed, t.deterministic)
+        g, d = build_networks(config.model, data.channels, data.resolution)
+        self.g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+        if runtime.distributed and runtime.device.type == "cuda":
+            g = nn.SyncBatchNorm.convert_sync_batchnorm(g)
+            d = nn.SyncBatchNorm.convert_sync_batchnorm(d)
+        if runtime.distributed and t.loss == "wgan_gp":
+            raise UserError("train.loss=wgan_gp needs double backward, which DDP does not "
+                            "support; use bce or hinge for multi-process training")
+        if runtime.distributed and runtime.device.type != "cuda" and "batch" in (
+                config.model.g_norm, config.model.d_norm):
+            raise UserError("multi-process training on CPU needs model.g_norm=none and "
+                            "model.d_norm=none (SyncBatchNorm runs on CUDA only)")
+        fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        g, d = g.to(runtime.device, memory_format=fmt), d.to(runtime.device, memory_format=fmt)
+        self.g_ema.to(runtime.device)
+        self.g_plain, self.d_plain = g, d
+        # fused Adam runs one kernel per step on CPU and CUDA alike.
+        self.opt_g = torch.optim.Adam(g.parameters(), t.lr_g, (t.beta1, t.beta2), fused=True)
+        self.opt_d = torch.optim.Adam(d.parameters(), t.lr_d, (t.beta1, t.beta2), fused=True)
+        if runtime.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            g, d = DDP(g, device_ids=ids), DDP(d, device_ids=ids)
+        if t.compile:
+            g, d = torch.compile(g), torch.compile(d)
+        use_bf16 = t.bf16 and runtime.device.type == "cuda"
+        self.step_fn = GANStep(g, d, self.opt_g, self.opt_d, build_loss(t.loss), t.gp_weight,
+                               torch.bfloat16 if use_bf16 else None, d_for_g=unwrap(d) if
+                               runtime.distributed else None)
+        self.noise = torch.Generator().manual_seed(t.seed)
+        self.order = DataOrder(len(data), t.batch_size, t.seed)
+        self.step = 0
+        self.fixed_z = fixed_noise(t.sample_grid_size, config.model.z_dim, t.seed)
+        self.guard = DivergenceGuard(config)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "format": ckpt.FORMAT_VERSION,
+            "step": self.step,
+            "data_order": self.order.state(),
+            "g": ckpt.strip_compile_prefix(self.g_plain.state_dict()),
+            "d": ckpt.strip_compile_prefix(self.d_plain.state_dict()),
+            "g_ema": self.g_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": capture_rng(self.noise),
+            "config": self.config.model_dump(mode="json"),
+            "channels": self.data.channels,
+            "resolution": self.data.resolution,
+            "torch_version": str(torch.__version__),
+            "device": str(self.rt.device),
+            "world_size": self.rt.world_size,
+        }
+
+    def resume(self, path: Path) -> None:
+        state = ckpt.load_checkpoint(path, map_location=self.rt.device)
+        _check_resumable(state, self.config, path)
+        self.g_plain.load_state_dict(state["g"])
+        self.d_plain.load_state_dict(state["d"])
+        self.g_ema.load_state_dict(state["g_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.order = DataOrder(len(self.data), self.config.train.batch_size,
+                               self.config.train.seed, **state["data_order"])
+        restore_rng({k: v.cpu() if torch.is_tensor(v) else v for k, v in state["rng"].items()},
+                    self.noise)
+        self.step = state["step"]
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt.save_atomic(self.state(), self.ckpt_dir / ckpt.checkpoint_name(self.step))
+        ckpt.prune_checkpoints(self.ckpt_dir, self.config.train.keep_checkpoints)
+        self.cb.on_checkpoint(self.step, path)
+        return path
+
+    # -- one iteration ---------------------------------------------------------------------
+    def _inputs(self) -> tuple[list, list, list]:
+        t, rt = self.config.train, self.rt
+        lo, hi = rt.rank * self.local_batch, (rt.rank + 1) * self.local_batch
+        reals, zs, alphas = [], [], []
+        for _ in range(t.n_critic):
+            # Every rank draws the whole global batch's indices and noise and keeps its slice,
+            # so N ranks compute exactly what one process would on the global batch.
+            idx = self.order.next()[lo:hi]
+            z = torch.randn(t.batch_size, self.config.model.z_dim, generator=self.noise)[lo:hi]
+            alpha = torch.rand(t.batch_size, generator=self.noise)[lo:hi]
+            real = uint8_to_float(self.data.batch_uint8(idx))
+            reals.append(_put(real, rt.device, self.channels_last))
+            zs.append(z.to(rt.device))
+            alphas.append(alpha.to(rt.device))
+        return reals, zs, alphas
+
+    def run(self) -> TrainResult:
+        t = self.config.train
+        if self.rt.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.run_dir / "config.yaml")
+            self.cb.on_start(self.config.model_dump(mode="json"), self.run_dir)
+        last_path = ckpt.latest_checkpoint(self.ckpt_dir)
+        tick, tick_step = time.perf_counter(), self.step
+        while self.step < t.total_steps:
+            losses = self.step_fn(*self._inputs())
+            self.step += 1
+            update_ema(self.g_ema, self.g_plain,
+                       ema_decay_at(self.step, t.ema_decay, t.ema_start_step))
+            due_ckpt = self.step % t.checkpoint_every_steps == 0 or self.step == t.total_steps
+            if self.step % t.log_every_steps == 0 or due_ckpt:
+                values = {k: float(v) for k, v in losses.items()}
+                self.guard.check(self.step, values)
+                now = time.perf_counter()
+                values["images_per_s"] = ((self.step - tick_step) * t.batch_size * t.n_critic
+                                          / max(now - tick, 1e-9))
+                values["grad_norm_g"] = grad_norm(self.g_plain)
+                values["grad_norm_d"] = grad_norm(self.d_plain)
+                tick, tick_step = now, self.step
+                if self.rt.is_main:
+                    self.cb.on_step(self.step, values)
+            if self.rt.is_main and (self.step % t.sample_every_steps == 0
+                                    or self.step == t.total_steps):
+                grid = save_grid(self.g_ema, self.fixed_z,
+                                 self.run_dir / "samples" / f"step-{self.step:08d}.png")
+                self.cb.on_sample(self.step, grid)
+            if self.rt.is_main and due_ckpt:
+                last_path = self.save_checkpoint()
+        return TrainResult(self.run_dir, last_path, "FINISHED", self.step)
+
+
+def _write_status(run_dir: Path, status: str, step: int, message: str = "") -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    body = {"status": status, "step": step, "message": message}
+    (run_dir / "status.json").write_text(json.dumps(body, indent=2))
+
+
+def train(config: Config, callbacks: list[TrainingCallback] | None = None,
+          resume: bool = True) -> TrainResult:
+    """Train to ``config.train.total_steps``, resuming from ``run_dir``'s newest checkpoint.
+
+    Raises TrainingDiverged (status FAILED written to run_dir/status.json) when the guard trips.
+    """
+    callback = CallbackList(callbacks or [NullCallback()])
+    runtime = start_runtime(config.train.device)
+    trainer = None
+    try:
+        data = open_prepared(config.data.prepared_dir)
+        trainer = Trainer(config, data, runtime, callback)
+        if runtime.is_main:
+            ckpt.remove_partial_writes(trainer.ckpt_dir)
+        existing = ckpt.latest_checkpoint(trainer.ckpt_dir)
+        if existing is not None:
+            if not resume:
+                raise UserError(f"{trainer.run_dir} already holds checkpoints; resume it or "
+                                f"choose a new train.run_dir")
+            trainer.resume(existing)
+        result = trainer.run()
+        if runtime.is_main:
+            _write_status(result.run_dir, "FINISHED", result.step)
+            callback.on_end("FINISHED", result.run_dir)
+        return result
+    except TrainingDiverged as err:
+        if runtime.is_main and trainer is not None:
+            _write_status(trainer.run_dir, "FAILED", trainer.step, str(err))
+            callback.on_end("FAILED", trainer.run_dir)
+        raise
+    finally:
+        stop_runtime(runtime)

@@ -1,0 +1,78 @@
+"""params.yaml validation: bad input fails before any work, with one line naming the key."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ganpkg.config import Config, load_config, save_config
+from ganpkg.errors import UserError
+
+
+def write(tmp_path, data):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_yaml_is_valid_and_matches_defaults():
+    config = load_config("params.yaml")
+    assert config == Config()
+
+
+def test_unknown_key_names_key_and_allowed_keys(tmp_path):
+    with pytest.raises(UserError) as err:
+        load_config(write(tmp_path, {"train": {"batch_sise": 32}}))
+    msg = str(err.value)
+    assert "train.batch_sise" in msg and "batch_size" in msg and "\n" not in msg
+
+
+def test_wrong_type_and_out_of_range(tmp_path):
+    with pytest.raises(UserError, match=r"train\.total_steps"):
+        load_config(write(tmp_path, {"train": {"total_steps": "many"}}))
+    with pytest.raises(UserError, match=r"train\.batch_size.*greater than 0"):
+        load_config(write(tmp_path, {"train": {"batch_size": 0}}))
+    with pytest.raises(UserError, match=r"data\.resolution.*32.*64.*128"):
+        load_config(write(tmp_path, {"data": {"resolution": 48}}))
+
+
+def test_cross_field_check(tmp_path):
+    with pytest.raises(UserError, match="source_path"):
+        load_config(write(tmp_path, {"data": {"source": "image_folder"}}))
+
+
+def test_overrides_apply_and_parse_yaml_scalars():
+    config = load_config(None, ["train.total_steps=7", "model.spectral_norm=true",
+                                "train.lr_g=1e-3"])
+    assert config.train.total_steps == 7 and config.model.spectral_norm is True
+    assert config.train.lr_g == pytest.approx(1e-3)
+    with pytest.raises(UserError, match="section.key=value"):
+        load_config(None, ["train.total_steps"])
+    with pytest.raises(UserError, match="train.nope"):
+        load_config(None, ["train.nope=1"])
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_saved_config_round_trips_and_hash_tracks_changes(tmp_path):
+    config = load_config(None, ["train.seed=3"])
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+    assert config.params_hash() != load_config(None, ["train.seed=4"]).params_hash()
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path):
+    path = write(tmp_path, {"train": {"batch_size": -1}})
+    proc = subprocess.run([sys.executable, "-m", "ganpkg", "train", "-c", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "train.batch_size" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
