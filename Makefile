@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+# DVC stages call `python -m ganpkg`: the venv's python must come first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install train bench lint clean
+.PHONY: run test install data train bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +17,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## the main job on the embedded defaults (params.yaml)
-run: $(STAMP)
-	$(BIN)/ganpkg run $(ARGS)
+## the main job on the embedded defaults (params.yaml): data, then training
+run: data
+	$(BIN)/ganpkg train $(ARGS)
+
+## data/ from the source (or the DVC remote), checked against data.dvc, then prepared/ by DVC
+data: $(STAMP)
+	$(BIN)/ganpkg data ingest || $(BIN)/dvc pull data.dvc
+	$(BIN)/python -m pipelines.data verify
+	$(BIN)/dvc repro prepare
+	$(BIN)/dvc push
 
 ## the test suite (fast on 2 CPU cores)
 test: $(STAMP)

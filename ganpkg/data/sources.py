@@ -1,0 +1,209 @@
+"""Registry of data sources (``data.source`` in params.yaml) and the image-folder source.
+
+A source knows two things: how to copy its raw files into the snapshot folder (``ingest``),
+and how to list the images of a snapshot for ``prepare`` (``items``). Sources register by
+name; ``get_source`` lists the valid names when asked for an unknown one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from PIL import Image
+
+from ganpkg.config import DataConfig
+from ganpkg.data.images import IMAGE_EXTENSIONS, RejectedImage, decode_bytes
+from ganpkg.errors import UserError
+
+SNAPSHOT = "snapshot.json"  # the snapshot's own description, inside data/ (deterministic)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One decoded source image with its label and, for file sources, the bytes' md5."""
+
+    image: Image.Image
+    label: int
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a snapshot: a stable key for the manifest and a lazy, thread-safe fetch."""
+
+    key: str
+    fetch: Callable[[], Fetched]
+
+
+@dataclass
+class Listing:
+    """What ``Source.items`` returns: the images in a deterministic order and class names."""
+
+    items: list[Item]
+    classes: list[str] = field(default_factory=list)
+    # File decoding gains from threads (PIL drops the GIL); in-memory arrays lose to the
+    # pool's per-item overhead, so array sources run inline.
+    parallel: bool = True
+
+
+Skipped = tuple[str, str]  # (path relative to the source, reason)
+
+
+class Source(Protocol):
+    """What every data source provides."""
+
+    name: str
+
+    def ingest(self, config: DataConfig, dest: Path) -> list[Skipped]:
+        """Copy the raw files into ``dest`` (a fresh folder); return files skipped and why."""
+        ...
+
+    def items(self, raw: Path, snapshot: dict, config: DataConfig) -> Listing:
+        """List the images of the snapshot in ``raw`` for ``config.split``."""
+        ...
+
+
+# name → "module:Class", imported on first use so `import ganpkg` never imports torchvision.
+_REGISTRY: dict[str, str] = {
+    "mnist": "ganpkg.data.source_mnist:MnistSource",
+    "image_folder": "ganpkg.data.sources:ImageFolderSource",
+    "torchvision": "ganpkg.data.source_torchvision:TorchvisionSource",
+}
+
+
+def register_source(name: str, target: str) -> None:
+    """Add a source under ``name``; ``target`` is "module:Class" (instantiated without args)."""
+    _REGISTRY[name] = target
+
+
+def source_names() -> list[str]:
+    """The registered source names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_source(name: str) -> Source:
+    """The source registered as ``name``; an unknown name is a UserError listing valid ones."""
+    if name not in _REGISTRY:
+        raise UserError(f"data.source: unknown source {name!r}; valid: {', '.join(source_names())}")
+    module, _, cls = _REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def md5_bytes(data: bytes) -> str:
+    """Hex md5 of bytes (the digest DVC uses, so our records and data.dvc speak alike)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def md5_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex md5 of a file, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes; a file that cannot be read becomes a RejectedImage with the reason."""
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise RejectedImage("unreadable: permission denied") from None
+    except OSError as err:
+        raise RejectedImage(f"unreadable: {err.strerror or err}") from None
+
+
+def is_image_name(name: str) -> bool:
+    """True when a file name has one of the accepted image extensions (case-insensitive)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def sorted_files(root: Path) -> list[Path]:
+    """Every regular file under ``root`` (following no directory links), in sorted order.
+
+    Sorting by the POSIX relative path makes the order, and so the snapshot and the prepared
+    array, independent of the file system's directory order.
+    """
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            path = Path(dirpath, name)
+            if not name.startswith(".") and path.is_file():
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+class ImageFolderSource:
+    """A folder of images, recursive; labels from first-level sub-folder names when present.
+
+    Ingest copies every file with an image extension byte for byte into ``data/images/``
+    (decoding is prepare's job, so a bad file is recorded there with its reason); a file that
+    cannot even be read is skipped and recorded in the snapshot (or fails, in strict mode).
+    ``data.split`` does not apply: a folder is one split.
+    """
+
+    name = "image_folder"
+    subdir = "images"
+
+    def ingest(self, config: DataConfig, dest: Path) -> list[Skipped]:
+        assert config.source_path, "validated by Config"
+        src = Path(config.source_path).expanduser()
+        if not src.is_dir():
+            raise UserError(f"data.source_path: {src} is not a folder (source image_folder)")
+        files = [p for p in sorted_files(src) if is_image_name(p.name)]
+        if not files:
+            raise UserError(
+                f"data.source_path: {src} holds no image files "
+                f"(looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        skipped: list[Skipped] = []
+        made: set[Path] = set()
+        for path in files:
+            rel = path.relative_to(src).as_posix()
+            try:
+                data = read_bytes(path)
+            except RejectedImage as err:
+                if config.strict:
+                    raise UserError(f"{path}: {err.reason} (data.strict is true)") from None
+                skipped.append((f"{self.subdir}/{rel}", err.reason))
+                continue
+            out = dest / self.subdir / rel
+            if out.parent not in made:  # one mkdir per folder, not per file
+                out.parent.mkdir(parents=True, exist_ok=True)
+                made.add(out.parent)
+            out.write_bytes(data)
+        return skipped
+
+    def items(self, raw: Path, snapshot: dict, config: DataConfig) -> Listing:
+        prefix = f"{self.subdir}/"
+        paths = [f["path"] for f in snapshot["files"] if f["path"].startswith(prefix)]
+        rel = [p[len(prefix):] for p in paths]
+        classes = sorted({r.split("/")[0] for r in rel if "/" in r})
+        index = {name: i for i, name in enumerate(classes)}
+        items = []
+        for path, r in zip(paths, rel, strict=True):
+            label = index[r.split("/")[0]] if "/" in r else -1
+            items.append(Item(path, _file_fetcher(raw / path, label)))
+        return Listing(items, classes)
+
+
+def _file_fetcher(path: Path, label: int) -> Callable[[], Fetched]:
+    def fetch() -> Fetched:
+        data = read_bytes(path)
+        return Fetched(decode_bytes(data), label, md5_bytes(data))
+
+    return fetch
+
+
+def copy_verbatim(src: Path, dst: Path) -> None:
+    """Copy a file's bytes (not its times or permissions: they are not part of the snapshot)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)

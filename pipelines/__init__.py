@@ -1,0 +1,1 @@
+"""Prefect flows, MLflow tracking/registry and DVC glue: where the three tools meet."""

@@ -1,0 +1,190 @@
+"""DVC glue for the data stage: verify the raw snapshot, reproduce `prepare`, push, lineage.
+
+ganpkg never imports DVC; this module drives the ``dvc`` executable by subprocess (the one
+installed beside this Python), so a flow task is one call here. Order of one retrain:
+
+    ganpkg data ingest  →  verify_raw_snapshot()  →  repro_prepare()  →  push()
+
+``verify_raw_snapshot`` must come before ``dvc repro``: repro silently rewrites ``data.dvc``
+when ``data/`` changed, which would hide a snapshot that no longer matches the committed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class DataLineageError(RuntimeError):
+    """The workspace data does not match what git records (data.dvc / dvc.lock)."""
+
+
+def _dvc_exe() -> str:
+    local = Path(sys.executable).with_name("dvc")
+    return str(local) if local.exists() else "dvc"
+
+
+def _env() -> dict[str, str]:
+    # dvc.yaml's `python -m ganpkg ...` must resolve to this interpreter's environment.
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_dvc(args: list[str], repo: str | Path = ".", check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``dvc ARGS`` in ``repo``; on failure raise with DVC's own message."""
+    proc = subprocess.run([_dvc_exe(), *args], cwd=repo, env=_env(), text=True, check=False,
+                          capture_output=True)
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}): "
+                           + " | ".join(tail))
+    return proc
+
+
+def dir_md5(path: str | Path) -> str:
+    """DVC 3's md5 of a directory (``<md5>.dir``), computed without DVC.
+
+    DVC hashes the JSON list of ``{"md5", "relpath"}`` entries sorted by relpath; tests check
+    this against ``dvc add``. (It ignores nothing here: data/ and prepared/ hold no
+    .dvcignore'd files.)
+    """
+    root = Path(path)
+    entries = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            file = Path(dirpath, name)
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(file, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            entries.append({"md5": digest.hexdigest(), "relpath": file.relative_to(root).as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    blob = json.dumps(entries, sort_keys=True).encode()
+    return hashlib.md5(blob, usedforsecurity=False).hexdigest() + ".dir"
+
+
+def _load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+def committed_data_md5(repo: str | Path = ".") -> tuple[str | None, str]:
+    """(md5, path) of the raw snapshot recorded in ``data.dvc``; md5 None if there is none."""
+    outs = _load_yaml(Path(repo, "data.dvc")).get("outs") or [{}]
+    return outs[0].get("md5"), outs[0].get("path", "data")
+
+
+def locked_stage(repo: str | Path = ".", stage: str = "prepare") -> dict:
+    """The ``prepare`` entry of dvc.lock (deps, params, outs with md5s); {} if never run."""
+    return (_load_yaml(Path(repo, "dvc.lock")).get("stages") or {}).get(stage, {})
+
+
+def dvc_status(repo: str | Path = ".", targets: list[str] = ()) -> dict:
+    """``dvc status --json``: {} when the workspace matches data.dvc and dvc.lock."""
+    out = run_dvc(["status", "--json", *targets], repo).stdout
+    # DVC may print progress lines before the JSON (iterative/dvc#10242): take the last object.
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def verify_raw_snapshot(repo: str | Path = ".", accept_new: bool = False) -> str:
+    """Check ``data/`` against the md5 committed in data.dvc, then cache it for ``dvc push``.
+
+    A mismatch raises DataLineageError naming both md5s, unless ``accept_new`` (a deliberate
+    new source): then data.dvc is updated and the new md5 must be committed to git. Returns
+    the snapshot's md5.
+    """
+    committed, rel = committed_data_md5(repo)
+    data = Path(repo, rel)
+    if not data.is_dir():
+        raise DataLineageError(f"{data}: missing; run `ganpkg data ingest` or `dvc pull data.dvc`")
+    actual = dir_md5(data)
+    if committed is None or committed != actual:
+        if not accept_new:
+            raise DataLineageError(
+                f"{data}/ has md5 {actual} but data.dvc records {committed}: the source no longer "
+                "gives the committed snapshot. Stop here. If the new data is intended, accept it "
+                "(`dvc commit -f data.dvc`, or pipelines.data.verify_raw_snapshot(accept_new=True)) "
+                "and commit data.dvc to git."
+            )
+        if committed is None:
+            run_dvc(["add", rel], repo)
+            return actual
+    # Same bytes: put them into the cache (no change to data.dvc) so `dvc push` can send them.
+    run_dvc(["commit", "--force", "data.dvc"], repo)
+    return actual
+
+
+def repro_prepare(repo: str | Path = ".") -> str:
+    """``dvc repro prepare`` (a no-op when nothing it reads changed); returns DVC's output."""
+    return run_dvc(["repro", "prepare"], repo).stdout
+
+
+def push(repo: str | Path = ".", remote: str | None = None) -> str:
+    """``dvc push`` to the default remote (local disk unless configured otherwise)."""
+    return run_dvc(["push", *(["--remote", remote] if remote else [])], repo).stdout
+
+
+def data_lineage(repo: str | Path = ".", hash_workspace: bool = False) -> dict[str, Any]:
+    """Data lineage for tags: data.dvc md5, prepared md5 from dvc.lock, and workspace drift.
+
+    ``workspace_clean`` is True when ``dvc status`` reports nothing (data/ matches data.dvc,
+    prepared/ and the params it reads match dvc.lock). ``hash_workspace`` also hashes data/
+    and prepared/ here (slower; DVC's own status uses its hash cache).
+    """
+    data_md5, data_path = committed_data_md5(repo)
+    stage = locked_stage(repo)
+    outs = stage.get("outs") or [{}]
+    lineage: dict[str, Any] = {
+        "data_dvc_md5": data_md5,
+        "prepared_md5": outs[0].get("md5"),
+        "prepared_path": outs[0].get("path"),
+        "prepare_params": (stage.get("params") or {}).get("params.yaml", {}),
+    }
+    status = dvc_status(repo)
+    lineage["dvc_status"] = status
+    lineage["data_changed"] = "data.dvc" in status
+    lineage["prepared_changed"] = "prepare" in status
+    lineage["workspace_clean"] = not status
+    if hash_workspace:
+        for key, rel in (("data_workspace_md5", data_path), ("prepared_workspace_md5",
+                                                             lineage["prepared_path"])):
+            lineage[key] = dir_md5(Path(repo, rel)) if rel and Path(repo, rel).is_dir() else None
+    return lineage
+
+
+USAGE = "usage: python -m pipelines.data verify [--accept-new] | repro | push | lineage [--hash]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line for make: ``python -m pipelines.data verify|repro|push|lineage``."""
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else ""
+    try:
+        if command == "verify":
+            md5 = verify_raw_snapshot(accept_new="--accept-new" in args)
+            print(f"data/ matches data.dvc ({md5})")
+        elif command == "repro":
+            print(repro_prepare().strip())
+        elif command == "push":
+            print(push().strip())
+        elif command == "lineage":
+            print(json.dumps(data_lineage(hash_workspace="--hash" in args), indent=2))
+        else:
+            print(USAGE, file=sys.stderr)
+            return 2
+    except (DataLineageError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
