@@ -35,6 +35,8 @@ class RichProgress(NullCallback):
         stats = (f"D {metrics['loss_d']:.3f}  G {metrics['loss_g']:.3f}  "
                  f"{metrics['images_per_s']:.0f} img/s")
         self.progress.update(self.task, completed=step, stats=stats)
+        if not self.console.is_terminal:  # logs and CI: a live bar draws nothing there
+            self.console.print(f"step {step}/{self.total}  {stats}", highlight=False)
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self.progress.update(self.task, completed=step)
