@@ -7,7 +7,7 @@ ARGS   ?=
 # DVC stages call `python -m ganpkg`: the venv's python must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install data train bench lint clean
+.PHONY: run test install data train serve ui bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## the main job on the embedded defaults (params.yaml): data, then training
-run: data
-	$(BIN)/ganpkg train $(ARGS)
+## the main job on the embedded defaults: the whole retrain flow (Prefect's temporary local
+## server, sqlite MLflow, the local DVC remote, MNIST from the offline source)
+run: $(STAMP)
+	$(BIN)/ganpkg run $(ARGS)
+
+## scheduled retraining: serve the flow with params.yaml's cron (starts a local Prefect server)
+serve: $(STAMP)
+	$(BIN)/ganpkg serve $(ARGS)
+
+## MLflow UI over the embedded store: http://127.0.0.1:5000
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 ## data/ from the source (or the DVC remote), checked against data.dvc, then prepared/ by DVC
 data: $(STAMP)

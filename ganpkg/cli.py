@@ -7,7 +7,7 @@ import typer
 from ganpkg.cli_common import ConfigOpt, SetOpt, console, resolve_config
 from ganpkg.errors import UserError
 
-__all__ = ["app", "main", "ConfigOpt", "SetOpt", "console", "resolve_config"]
+__all__ = ["ConfigOpt", "SetOpt", "app", "console", "main", "resolve_config"]
 
 app = typer.Typer(
     help="ganpkg: train, evaluate, register and sample GANs reproducibly.",
@@ -19,11 +19,13 @@ app = typer.Typer(
 
 def _register_subcommands() -> None:
     # Each stage's commands live beside its code; importing them here keeps one entry point.
-    from ganpkg import cli_data, cli_eval, cli_train
+    from ganpkg import cli_data, cli_eval, cli_flow, cli_registry, cli_train
 
+    cli_flow.register(app)
     cli_train.register(app)
     cli_data.register(app)
     cli_eval.register(app)
+    cli_registry.register(app)
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         import yaml
 
         from ganpkg.progress import RichProgress
-        from ganpkg.training import TrainingDiverged, train as run_training
+        from ganpkg.training import TrainingDiverged
+        from ganpkg.training import train as run_training
 
         cfg = resolve_config(config, set_)
         console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)

@@ -45,8 +45,9 @@ class ModelConfig(Section):
 
     arch: Literal["dcgan"] = "dcgan"
     z_dim: int = Field(default=100, gt=0)
-    g_width: int = Field(default=64, gt=0, description="generator channels at full resolution")
-    d_width: int = Field(default=64, gt=0, description="discriminator channels at full resolution")
+    # 32 keeps the default CPU run to minutes; the seed's 64 is the GPU profile's (profiles/).
+    g_width: int = Field(default=32, gt=0, description="generator channels at full resolution")
+    d_width: int = Field(default=32, gt=0, description="discriminator channels at full resolution")
     g_norm: Literal["batch", "none"] = "batch"
     d_norm: Literal["batch", "none"] = "batch"
     spectral_norm: bool = False
@@ -89,6 +90,7 @@ class DomainExtractorConfig(Section):
     """Stage `train_extractor`: the small classifier on the prepared labels used as extractor."""
 
     weights: str = Field(default="extractor/domain.pt", description="where the stage writes it")
+    report: str = Field(default="extractor/domain.json", description="its test accuracy (metrics)")
     width: int = Field(default=32, gt=0, description="channels of the first conv layer")
     feature_dim: int = Field(default=128, gt=1, description="features FID/KID/PR are computed on")
     epochs: int = Field(default=2, gt=0)
@@ -100,7 +102,7 @@ class DomainExtractorConfig(Section):
 class EvalConfig(Section):
     """Evaluation protocol (torch-fidelity): what is measured, on what, against which reference."""
 
-    extractor: Literal["inception-v3-compat", "domain"] = "inception-v3-compat"
+    extractor: Literal["inception-v3-compat", "domain"] = "domain"  # offline-capable default
     inception_weights: str | None = Field(
         default=None, description="local copy of torch-fidelity's Inception weights (offline)"
     )
@@ -144,13 +146,36 @@ class EvalConfig(Section):
         return self
 
 
+# Metric stem → True when lower is better (the gate's direction; see evaluation/protocol.py).
+METRIC_LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False,
+                          "recall": False, "f_score": False}
+
+
 class RegistryConfig(Section):
     """MLflow model registry and the promotion gate."""
 
-    model_name: str = "ganpkg-generator"
-    primary_metric: str = "fid_inception"
-    margin: float = Field(default=0.0, ge=0)
+    model_name: str = Field(default="ganpkg-generator", pattern=r"^[A-Za-z0-9_.-]+$")
+    primary_metric: str = Field(
+        default="fid_domain",
+        pattern=r"^(fid|kid|is|precision|recall|f_score)_[a-z0-9]+$",
+        description="metric the gate compares: <fid|kid|is|precision|recall|f_score>_<extractor>",
+    )
+    margin: float = Field(
+        default=0.0, ge=0,
+        description="a new champion must beat the current one by more than this (metric units)",
+    )
+    first_champion_threshold: float | None = Field(
+        default=None,
+        description="a first version becomes champion only if its primary metric is at least "
+                    "this good (<= for fid/kid, >= for is/precision/recall); null = any value",
+    )
     max_memorized_fraction: float = Field(default=0.05, ge=0, le=1)
+
+    @property
+    def lower_is_better(self) -> bool:
+        """Direction of the primary metric (fid/kid: lower; is/precision/recall: higher)."""
+        stem = self.primary_metric.rsplit("_", 1)[0]
+        return METRIC_LOWER_IS_BETTER[stem]
 
 
 class ScheduleConfig(Section):
@@ -180,8 +205,14 @@ class Config(Section):
         return self
 
     def params_hash(self) -> str:
-        """sha256 of the canonical JSON of the config (lineage tag)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """sha256 of the canonical JSON of the config (lineage tag).
+
+        train.run_dir is left out: each flow run trains in a folder of its own, and where a
+        run is written does not change what it computes.
+        """
+        body = self.model_dump(mode="json")
+        body["train"].pop("run_dir")
+        canonical = json.dumps(body, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

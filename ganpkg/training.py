@@ -24,9 +24,16 @@ from ganpkg.data.prepared import PreparedDataset, open_prepared, uint8_to_float
 from ganpkg.errors import UserError
 from ganpkg.losses import build_loss
 from ganpkg.networks import build_networks
-from ganpkg.runtime import Runtime, capture_rng, restore_rng, seed_everything, start_runtime, stop_runtime
+from ganpkg.runtime import (
+    Runtime,
+    capture_rng,
+    restore_rng,
+    seed_everything,
+    start_runtime,
+    stop_runtime,
+)
 from ganpkg.sampling import fixed_noise, save_grid
-from ganpkg.step import GANStep, ema_decay_at, grad_norm, update_ema, unwrap
+from ganpkg.step import GANStep, ema_decay_at, grad_norm, unwrap, update_ema
 
 # Train keys that change what a resumed run computes; the rest (frequencies, paths, the step
 # budget, the device) may differ between the original run and its resumption.

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from ganpkg.config import DataConfig
+
 
 class DataLineageError(RuntimeError):
     """The workspace data does not match what git records (data.dvc / dvc.lock)."""
@@ -130,6 +132,28 @@ def repro_prepare(repo: str | Path = ".") -> str:
 def push(repo: str | Path = ".", remote: str | None = None) -> str:
     """``dvc push`` to the default remote (local disk unless configured otherwise)."""
     return run_dvc(["push", *(["--remote", remote] if remote else [])], repo).stdout
+
+
+def sync(config: DataConfig, repo: str | Path = ".") -> str:
+    """data/ from the source, or from the DVC remote when the source cannot give it; verified.
+
+    Returns the snapshot's md5 (equal to the one committed in data.dvc, or an error).
+    """
+    from ganpkg.data.ingest import ingest
+    from ganpkg.errors import UserError
+
+    try:
+        ingest(config)
+    except UserError as err:  # e.g. offline and no local copy: the remote may have it
+        pulled = run_dvc(["pull", "data.dvc"], repo, check=False)
+        if pulled.returncode != 0:
+            raise DataLineageError(f"{err}; `dvc pull data.dvc` failed too") from err
+    return verify_raw_snapshot(repo)
+
+
+def repro(repo: str | Path = ".") -> str:
+    """``dvc repro`` of every stage (each skipped when nothing it reads changed)."""
+    return run_dvc(["repro"], repo).stdout
 
 
 def data_lineage(repo: str | Path = ".", hash_workspace: bool = False) -> dict[str, Any]:

@@ -6,11 +6,11 @@ import os
 # and subprocesses (CLI, torchrun) inherit the setting so results compare bit for bit.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from ganpkg.config import load_config  # noqa: E402
-from ganpkg.data.prepared import write_prepared  # noqa: E402
+from ganpkg.config import load_config
+from ganpkg.data.prepared import write_prepared
 
 
 def make_prepared(root, n=128, channels=1, resolution=32, seed=0):

@@ -100,7 +100,7 @@ def write_prepared(
     try:
         np.save(tmp / IMAGES, np.ascontiguousarray(images))
         np.save(tmp / LABELS, np.asarray(labels, dtype=np.int64))
-        full = {"count": int(len(images)), "shape": list(images.shape[1:]), **manifest}
+        full = {"count": len(images), "shape": list(images.shape[1:]), **manifest}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
         if root.exists():
             old = root.with_name(f".{root.name}.old")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from data_helpers import noise_png, write
 
-from ganpkg.config import DataConfig, load_config
+from ganpkg.config import DataConfig, EvalConfig, load_config
 from ganpkg.data.ingest import ingest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,15 +53,19 @@ def dvc_repo(tmp_path: Path, good_folder: Path, monkeypatch: pytest.MonkeyPatch)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     run_dvc(["init", "-q"], repo)
     shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, repo / name)
+    shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
+    # The data stage alone: the evaluation stages have tests of their own (tests/pipelines).
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    stages["stages"] = {"prepare": stages["stages"]["prepare"]}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
     # The stage depends on the data code; a copy stands in for it (the cmd runs the real one).
     shutil.copytree(REPO / "ganpkg" / "data", repo / "ganpkg" / "data",
                     ignore=shutil.ignore_patterns("__pycache__"))
     (repo / ".gitignore").write_text("/data/\n/prepared/\n/.dvc-remote/\n")
     # DVC needs every key dvc.yaml names (templated paths, tracked params) written out.
     data = DataConfig(source="image_folder", source_path=str(good_folder)).model_dump()
-    (repo / "params.yaml").write_text(yaml.safe_dump({"data": data, "train": {"batch_size": 64}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump(
+        {"data": data, "train": {"batch_size": 64}, "eval": EvalConfig().model_dump()}))
     monkeypatch.chdir(repo)
     ingest(load_config("params.yaml").data)
     return repo

@@ -22,7 +22,7 @@ def test_shapes_and_range(resolution, channels):
 
 
 def test_seed_architecture_64x64x3():
-    g, d = build_networks(ModelConfig(), 3, 64)
+    g, d = build_networks(ModelConfig(g_width=64, d_width=64), 3, 64)  # the seed's widths
     convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert convs[0].in_channels == 100 and convs[0].out_channels == 512  # 4×4×512, as the seed
     assert [m.out_channels for m in convs] == [512, 256, 128, 64, 3]
@@ -34,7 +34,7 @@ def test_seed_architecture_64x64x3():
 
 def test_dcgan_init_statistics():
     torch.manual_seed(0)
-    g, _ = build_networks(ModelConfig(), 3, 64)
+    g, _ = build_networks(ModelConfig(g_width=64), 3, 64)
     weights = torch.cat([m.weight.flatten() for m in g.modules()
                          if isinstance(m, nn.ConvTranspose2d)])
     assert abs(weights.mean().item()) < 1e-3

@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
+from ganpkg.callbacks import NullCallback
 from ganpkg.checkpoint import load_checkpoint
 from ganpkg.config import load_config
-from ganpkg.errors import UserError
-from ganpkg.callbacks import NullCallback
 from ganpkg.data.prepared import open_prepared
+from ganpkg.errors import UserError
 from ganpkg.runtime import Runtime
 from ganpkg.training import Trainer, train
 

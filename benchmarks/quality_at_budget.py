@@ -1,0 +1,161 @@
+"""FID at equal wall-clock: ganpkg's default recipe vs a plain pytorch/examples-style DCGAN.
+
+Same data (MNIST, prepared by ganpkg at the params.yaml resolution), same CPU threads, same
+evaluation (ganpkg's domain extractor, the same protocol and n). ganpkg trains its default
+config (params.yaml's model/train sections) for train.total_steps; its wall-clock T is the
+budget the reference then gets: the pytorch/examples DCGAN (BCE, Adam 2e-4/0.5, batch 64,
+no EMA), trained until T has passed. Repeated for each seed.
+
+    .venv/bin/python benchmarks/quality_at_budget.py [--seeds 0 1] [--n 5000] [--steps N]
+
+Last line: `ratio: N.NN (...)` = reference FID / ganpkg FID (geometric mean over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganpkg.config import load_config
+from ganpkg.data.ingest import ingest
+from ganpkg.data.prepare import prepare
+from ganpkg.data.prepared import open_prepared, uint8_to_float
+from ganpkg.evaluation.extractor_domain import train_domain_extractor
+from ganpkg.evaluation.fidelity import evaluate_generator
+from ganpkg.evaluation.weights import resolve_extractor
+from ganpkg.training import train
+
+
+def examples_dcgan(nz: int, nc: int, ngf: int = 64, ndf: int = 64) -> tuple[nn.Module, nn.Module]:
+    """pytorch/examples dcgan/main.py networks with one up/down block less (32×32 images)."""
+    g = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+    )
+    d = nn.Sequential(
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False), nn.Sigmoid(), nn.Flatten(0),
+    )
+
+    def weights_init(m: nn.Module) -> None:  # as in the example
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+    g.apply(weights_init)
+    d.apply(weights_init)
+    return g, d
+
+
+class Latent(nn.Module):
+    """(N, nz) → (N, nz, 1, 1), so the example's G has the ganpkg generator contract."""
+
+    def __init__(self, g: nn.Module, nz: int):
+        super().__init__()
+        self.g, self.nz = g, nz
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.g(z.view(-1, self.nz, 1, 1))
+
+
+def train_reference(dataset, nz: int, seed: int, seconds: float) -> tuple[nn.Module, int]:
+    """The example's training loop (BCE, Adam 2e-4/0.5, batch 64) until `seconds` pass."""
+    torch.manual_seed(seed)
+    rng = np.random.RandomState(seed)
+    g, d = examples_dcgan(nz, dataset.channels)
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for idx in np.array_split(rng.permutation(len(dataset)), len(dataset) // 64):
+            if time.perf_counter() - start >= seconds:
+                break
+            real = uint8_to_float(dataset.batch_uint8(idx))
+            n = len(real)
+            fake = g(torch.randn(n, nz, 1, 1))
+            d.zero_grad()
+            loss_d = bce(d(real), torch.ones(n)) + bce(d(fake.detach()), torch.zeros(n))
+            loss_d.backward()
+            opt_d.step()
+            g.zero_grad()
+            bce(d(fake), torch.ones(n)).backward()
+            opt_g.step()
+            steps += 1
+    return Latent(g.eval(), nz), steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="params.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--n", type=int, default=5000, help="generated samples per evaluation")
+    parser.add_argument("--steps", type=int, default=None, help="override train.total_steps")
+    parser.add_argument("--work", default=None, help="keep data/extractor here (reused)")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="ganpkg-quality-"))
+    overrides = [f"data.raw_dir={work / 'data'}", f"data.prepared_dir={work / 'prepared'}",
+                 "train.device=cpu", "eval.device=cpu", "eval.extractor=domain",
+                 f"eval.domain.weights={work / 'domain.pt'}",
+                 f"eval.domain.report={work / 'domain.json'}", f"eval.n_samples={args.n}",
+                 f"eval.cache_dir={work / 'cache'}", "eval.memorization=false"]
+    if args.steps:
+        overrides.append(f"train.total_steps={args.steps}")
+    try:
+        cfg = load_config(args.config if Path(args.config).is_file() else None, overrides)
+        if not (work / "prepared").is_dir():
+            ingest(cfg.data)
+            prepare(cfg.data)
+        dataset = open_prepared(cfg.data.prepared_dir)
+        if not Path(cfg.eval.domain.weights).is_file():
+            train_domain_extractor(dataset, cfg.eval, device="cpu")
+        spec = resolve_extractor(cfg.eval)
+        rows = []
+        for seed in args.seeds:
+            run = cfg.model_copy(deep=True)
+            run.train.seed, run.train.run_dir = seed, str(work / f"run-{seed}")
+            shutil.rmtree(run.train.run_dir, ignore_errors=True)
+            start = time.perf_counter()
+            result = train(run)
+            budget = time.perf_counter() - start
+            from ganpkg.checkpoint import load_generator
+
+            ours, info = load_generator(result.checkpoint)
+            fid_ours = evaluate_generator(ours, info["z_dim"], dataset, cfg.eval,
+                                          spec=spec).metrics["fid_domain"]
+            ref, ref_steps = train_reference(dataset, cfg.model.z_dim, seed, budget)
+            fid_ref = evaluate_generator(ref, cfg.model.z_dim, dataset, cfg.eval,
+                                         spec=spec).metrics["fid_domain"]
+            rows.append((seed, budget, result.step, ref_steps, fid_ours, fid_ref))
+            print(f"seed {seed}: budget {budget:.0f} s | ganpkg {result.step} steps, "
+                  f"FID {fid_ours:.4g} | reference {ref_steps} steps, FID {fid_ref:.4g} | "
+                  f"ratio {fid_ref / fid_ours:.2f}", flush=True)
+        ratio = math.exp(np.mean([math.log(r[5] / r[4]) for r in rows]))
+        budget = np.mean([r[1] for r in rows])
+        print(f"ratio: {ratio:.2f} (pytorch/examples DCGAN FID / ganpkg default FID, "
+              f"fid_domain n={args.n}, same wall-clock ~{budget:.0f} s on CPU, "
+              f"seeds {' '.join(map(str, args.seeds))})")
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

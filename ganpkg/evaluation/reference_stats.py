@@ -1,0 +1,150 @@
+"""The real images as torch-fidelity input, and how their features/statistics are cached.
+
+torch-fidelity caches features and FID statistics of an input under ``input2_cache_name``. A
+name alone would silently reuse stale statistics after the data or the extractor changed, so
+the name is built from the md5 of the prepared bytes, the split and its size and the sha256 of
+the extractor's weights (torch-fidelity appends the extractor's name itself).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ganpkg.config import EvalConfig
+from ganpkg.data.prepared import IMAGES, LABELS, PreparedDataset
+from ganpkg.errors import UserError
+from ganpkg.evaluation.protocol import md5_files
+
+# The split must not move when eval.seed changes (it decides which images the domain
+# extractor never saw), so it has its own fixed seed.
+SPLIT_SEED = 20_170_608
+
+_MD5_MEMO: dict[tuple, str] = {}
+
+
+class UInt8Images(Dataset):
+    """uint8 N×C×H×W images (array, memmap or tensor) → uint8 3×H×W tensors, as extractors need.
+
+    Grayscale is repeated to three channels, which is exact, and is what torch-fidelity's own
+    PNG loader (``Image.convert("RGB")``) does to a grayscale PNG.
+    """
+
+    def __init__(self, images: np.ndarray | torch.Tensor, indices: np.ndarray | None = None):
+        self.images = images
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = torch.as_tensor(np.array(self.images[int(self.indices[i])]))  # copy: memmaps are read-only
+        assert image.dtype == torch.uint8 and image.dim() == 3, (image.dtype, image.shape)
+        return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+
+    def batch(self, start: int, stop: int) -> torch.Tensor:
+        """Images [start, stop) as one uint8 N×3×H×W tensor."""
+        return torch.stack([self[i] for i in range(start, min(stop, len(self)))])
+
+
+def split_indices(n: int, holdout_fraction: float) -> dict[str, np.ndarray]:
+    """Fixed partition of the prepared images: `train`, `holdout` and `all` (each sorted)."""
+    order = np.random.RandomState(SPLIT_SEED).permutation(n)
+    n_holdout = min(max(1, round(n * holdout_fraction)), n - 1)
+    return {
+        "all": np.arange(n),
+        "train": np.sort(order[n_holdout:]),
+        "holdout": np.sort(order[:n_holdout]),
+    }
+
+
+def reference_indices(n: int, cfg: EvalConfig) -> np.ndarray:
+    """Indices of the reference images: the split, capped at reference_max_images (fixed pick)."""
+    chosen = split_indices(n, cfg.holdout_fraction)[cfg.reference_split]
+    cap = cfg.reference_max_images
+    if cap is not None and cap < len(chosen):
+        pick = np.random.RandomState(SPLIT_SEED + 1).permutation(len(chosen))[:cap]
+        chosen = np.sort(chosen[pick])
+    return chosen
+
+
+def prepared_md5(dataset: PreparedDataset) -> str:
+    """md5 of the prepared images and labels bytes (memoized per file size and mtime)."""
+    paths = [Path(dataset.root) / IMAGES, Path(dataset.root) / LABELS]
+    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    if key not in _MD5_MEMO:
+        _MD5_MEMO[key] = md5_files(paths)
+    return _MD5_MEMO[key]
+
+
+def reference_cache_name(data_md5: str, split: str, n: int, weights_sha256: str,
+                         holdout_fraction: float) -> str:
+    """torch-fidelity cache name of a reference set: every input that changes it is in it."""
+    part = split if split == "all" else f"{split}{holdout_fraction:g}"
+    return f"ganpkg-{data_md5[:16]}-{part}-n{n}-w{weights_sha256[:16]}"
+
+
+def fidelity_device_kwargs(device: str) -> dict:
+    """torch-fidelity's `cuda` flag from eval.device (auto → CUDA when visible)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("eval.device is 'cuda' but no CUDA device is visible; use auto or cpu")
+    return {"cuda": device != "cpu" and torch.cuda.is_available()}
+
+
+def reference_features(dataset: PreparedDataset, cfg: EvalConfig, spec, split: str | None = None,
+                       layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Features of the reference images (or of `split`, uncapped), through torch-fidelity's cache.
+
+    ``spec`` is the resolved ``weights.ExtractorSpec``. Used by the memorization check, whose
+    search set is every training image; with reference_split `all` this is the same cache
+    entry the metrics wrote, so nothing is extracted twice.
+    """
+    from torch_fidelity.utils import (
+        create_feature_extractor,
+        extract_featuresdict_from_input_id_cached,
+    )
+
+    if split is None:
+        indices = reference_indices(len(dataset), cfg)
+        split = cfg.reference_split
+    else:
+        indices = split_indices(len(dataset), cfg.holdout_fraction)[split]
+    kwargs = dict(
+        input2=UInt8Images(dataset.images, indices),
+        input2_cache_name=reference_cache_name(prepared_md5(dataset), split, len(indices),
+                                               spec.weights_sha256, cfg.holdout_fraction),
+        cache_root=cfg.cache_dir, batch_size=cfg.batch_size, verbose=False, save_cpu_ram=True,
+        feature_extractor_weights_path=spec.weights_path, **fidelity_device_kwargs(cfg.device),
+    )
+    if layers is None:
+        from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+        layers = [FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name]
+                  .get_default_feature_layer_for_metric("fid")]
+    extractor = create_feature_extractor(spec.fidelity_name, layers, **kwargs)
+    return extract_featuresdict_from_input_id_cached(2, extractor, **kwargs)
+
+
+def reference_statistics(dataset: PreparedDataset, cfg: EvalConfig, spec) -> dict[str, np.ndarray]:
+    """FID statistics (mu, sigma) of the reference, computed once and cached by content keys.
+
+    A pipeline may call this right after `prepare` so that every later evaluation only pays
+    for the generated samples.
+    """
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    layer = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name].get_default_feature_layer_for_metric(
+        "fid")
+    features = reference_features(dataset, cfg, spec, layers=[layer])
+    indices = reference_indices(len(dataset), cfg)
+    name = reference_cache_name(prepared_md5(dataset), cfg.reference_split, len(indices),
+                                spec.weights_sha256, cfg.holdout_fraction)
+    # torch-fidelity only asks the extractor for its name here; don't load the weights twice.
+    named = SimpleNamespace(get_name=lambda: spec.fidelity_name)
+    return fid_featuresdict_to_statistics_cached(features, name, named, layer,
+                                                 cache_root=cfg.cache_dir, verbose=False)

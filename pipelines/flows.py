@@ -1,0 +1,199 @@
+"""The retrain flow: data → prepare → train → evaluate → register and gate.
+
+Each task is one call into ganpkg or the tracking code. Retries sit where they help: data sync
+and registry I/O retry with backoff; the train task, retried after a crash, resumes from its
+last checkpoint (same run_dir), so a retry costs only the steps since that checkpoint.
+Registration runs under a global concurrency limit so two flows cannot race the champion alias.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from ganpkg.callbacks import NullCallback
+from ganpkg.config import Config, load_config
+from pipelines import data as data_glue
+from pipelines.policy import ensure_concurrency_limit
+from pipelines.timing import StageClock
+
+REGISTRY_LIMIT = "ganpkg-registry"  # one registration and alias decision at a time
+WORKSPACE_LIMIT = "ganpkg-workspace"  # DVC locks the workspace: one data sync/repro at a time
+
+
+class InjectedFault(RuntimeError):
+    """Raised by FaultOnce: a crash the retry test injects mid-training."""
+
+
+class FaultOnce(NullCallback):
+    """Crash training at ``step`` the first time only (a marker file remembers it)."""
+
+    def __init__(self, step: int, run_dir: Path):
+        self.step, self.marker = step, Path(run_dir) / "fault-injected"
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step >= self.step and not self.marker.exists():
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+            raise InjectedFault(f"injected fault at step {step}")
+
+
+# -- tasks: thin wrappers, one library call each ------------------------------------------------
+@task(retries=3, retry_delay_seconds=[2, 5, 10])
+def sync_data(config: Config) -> str:
+    """data/ from the source (or the DVC remote), verified against the committed data.dvc."""
+    return data_glue.sync(config.data)
+
+
+@task(retries=2, retry_delay_seconds=[2, 5])
+def prepare_data() -> dict[str, Any]:
+    """`dvc repro` (skipped by DVC when nothing changed), `dvc push`, then the data lineage."""
+    data_glue.repro()
+    data_glue.push()
+    return data_glue.data_lineage()
+
+
+@task
+def should_train(config: Config, lineage: dict[str, Any], force: bool) -> tuple[bool, str]:
+    """Policy: always, or only when the data version or the config changed since the champion."""
+    from pipelines.policy import champion_changes
+
+    if force or config.schedule.policy == "always":
+        return True, "forced" if force else "policy: always"
+    return champion_changes(config, lineage)
+
+
+@task(retries=1, retry_delay_seconds=1)
+def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any],
+                fault_at_step: int | None = None) -> dict[str, Any]:
+    """Train (resuming from run_dir's last checkpoint on a retry), logging to MLflow."""
+    from ganpkg.training import train
+    from pipelines.tracking import MlflowTracker
+
+    tracker = MlflowTracker(config, flow_run_id=flow_run_id, data_lineage=lineage)
+    callbacks = [tracker]
+    if fault_at_step is not None:
+        callbacks.append(FaultOnce(fault_at_step, Path(config.train.run_dir)))
+    try:
+        result = train(config, callbacks)
+    except BaseException:
+        tracker.on_end("FAILED", Path(config.train.run_dir))
+        raise
+    return {"run_id": tracker.run_id, "checkpoint": str(result.checkpoint), "step": result.step}
+
+
+@task
+def evaluate_model(config: Config, trained: dict[str, Any]) -> dict[str, Any]:
+    """torch-fidelity metrics and the memorization check of the EMA generator; logged to MLflow."""
+    from ganpkg.evaluation.fidelity import evaluate_checkpoint
+    from pipelines.tracking import log_evaluation
+
+    out_dir = Path(config.train.run_dir) / "evaluation"
+    result, info = evaluate_checkpoint(trained["checkpoint"], config, out_dir=out_dir)
+    summary = result.as_dict()
+    log_evaluation(trained["run_id"], summary["metrics"], summary["protocol"],
+                   summary.get("memorization"), step=info["step"],
+                   files=sorted(out_dir.glob("*")))
+    return summary
+
+
+@task(retries=2, retry_delay_seconds=[2, 5])
+def register_model(config: Config, trained: dict[str, Any], evaluated: dict[str, Any]) -> dict:
+    """A model version of the EMA generator, gated to @champion or @challenger."""
+    from pipelines.registry import register_run
+
+    with concurrency(REGISTRY_LIMIT, occupy=1, strict=True):
+        reg = register_run(trained["run_id"], trained["checkpoint"], evaluated["metrics"],
+                           evaluated["protocol"], config)
+    return {"name": reg.name, "version": reg.version, "model_uri": reg.model_uri,
+            **asdict(reg.decision)}
+
+
+# -- the flow ------------------------------------------------------------------------------------
+def resolve_run_config(config_path: str | None, overrides: list[str], run_key: str) -> Config:
+    """params.yaml + overrides, with a run_dir of its own for this flow run."""
+    config = load_config(config_path, overrides)
+    if not any(o.startswith("train.run_dir=") for o in overrides):
+        config.train.run_dir = str(Path(config.train.run_dir).parent / config.name / run_key)
+    return config
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None = None,
+            force: bool = False, fault_at_step: int | None = None) -> dict[str, Any]:
+    """Data → prepare → train → evaluate → register and gate, with change detection.
+
+    ``fault_at_step`` crashes training once at that step (for testing retry-and-resume).
+    """
+    logger = get_run_logger()
+    run_key = flow_run.get_name() or time.strftime("%Y%m%d-%H%M%S")
+    config = resolve_run_config(config_path, overrides or [], run_key)
+    check_ready(config)  # offline weights, gate metric: fail before any work
+    for name in (WORKSPACE_LIMIT, REGISTRY_LIMIT):
+        ensure_concurrency_limit(name)
+    clock = StageClock()
+    with clock("data"), concurrency(WORKSPACE_LIMIT, occupy=1, strict=True):
+        sync_data(config)
+        lineage = prepare_data()
+    go, reason = should_train(config, lineage, force)
+    if not go:
+        logger.info("nothing changed: %s", reason)
+        create_markdown_artifact(f"# retrain: nothing changed\n\n{reason}\n",
+                                 key="retrain-report", description="retrain skipped")
+        return {"status": "skipped", "reason": reason}
+    with clock("train"):
+        trained = train_model(config, str(flow_run.get_id()), lineage, fault_at_step)
+    with clock("evaluate"):
+        evaluated = evaluate_model(config, trained)
+    with clock("register"):
+        registered = register_model(config, trained, evaluated)
+    publish_report(config, trained, evaluated, registered, clock)
+    return {"status": "trained", "reason": reason, **registered,
+            "run_id": trained["run_id"], "metrics": evaluated["metrics"],
+            "seconds": clock.seconds}
+
+
+def check_ready(config: Config) -> None:
+    """Everything that would fail late, checked before training starts."""
+    from ganpkg.evaluation.weights import check_eval_ready
+    from pipelines.registry import check_registry_config
+
+    check_eval_ready(config)
+    check_registry_config(config)
+
+
+def publish_report(config: Config, trained: dict, evaluated: dict, registered: dict,
+                   clock: StageClock) -> None:
+    """Prefect artifacts: a markdown report and a metrics table; the run carries the links."""
+    from pipelines.tracking import get_client
+
+    client = get_client()
+    run = client.get_run(trained["run_id"])
+    url = f"{client.tracking_uri} experiment {run.info.experiment_id}, run {run.info.run_id}"
+    rows = [{"metric": k, "value": round(v, 4)} for k, v in sorted(evaluated["metrics"].items())]
+    create_table_artifact(rows, key="retrain-metrics", description="evaluation metrics")
+    lines = [
+        f"# retrain: {registered['name']} v{registered['version']} → @{registered['alias']}",
+        "",
+        f"**Decision:** {registered['reason']}",
+        f"**Compared with:** {registered.get('compared_with') or '(no champion before)'}",
+        f"**MLflow run:** {url} (`make ui`, then http://127.0.0.1:5000)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {r['metric']} | {r['value']} |" for r in rows],
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.1f} |" for k, v in clock.seconds.items()],
+    ]
+    create_markdown_artifact("\n".join(lines), key="retrain-report",
+                             description="retrain report")
+    client.set_tag(trained["run_id"], "prefect.flow_run_url", str(flow_run.get_flow_run_ui_url()))

@@ -1,0 +1,128 @@
+"""Runs and model versions side by side: ``mlflow.search_runs`` as a pandas table.
+
+One row per run of the ``ganpkg-*`` experiments: quality metrics (named by what measured them),
+the protocol they were measured with, data version, code, and the registered versions with their
+aliases. Sortable by any metric; best first in the metric's own direction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganpkg.config import METRIC_LOWER_IS_BETTER
+from ganpkg.errors import UserError
+from pipelines.tracking import get_client, using_tracking_uri
+
+QUALITY_PREFIXES = ("fid_", "kid_", "is_", "precision_", "recall_", "f_score_",
+                    "memorized_fraction_")
+TAG_COLUMNS = {  # tag → column
+    "eval.extractor": "extractor", "eval.n_samples": "eval_n", "eval.reference_split": "ref_split",
+    "eval.reference_md5": "ref_md5", "data.dvc_md5": "data_md5",
+    "data.prepared_md5": "prepared_md5", "git.commit": "commit", "git.dirty": "dirty",
+    "ganpkg.params_hash": "params_hash", "prefect.flow_run_id": "flow_run", "device": "device",
+}
+SHORT = {"ref_md5", "data_md5", "prepared_md5", "commit", "flow_run"}  # hashes: first 8 chars
+
+
+def lower_is_better(metric: str) -> bool:
+    """fid/kid/memorized fraction: lower is better; is/precision/recall/f_score: higher."""
+    if metric.startswith("memorized_fraction_"):
+        return True
+    for stem, lower in METRIC_LOWER_IS_BETTER.items():
+        if metric.startswith(f"{stem}_"):
+            return lower
+    return True  # losses and the like
+
+
+def _versions_by_run(client, model_name: str) -> dict[str, list[tuple[str, list[str]]]]:
+    """run id → [(version, aliases)] (search results carry no aliases: read them from the model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with using_tracking_uri(client.tracking_uri):
+            found = client.search_model_versions(f"name = '{model_name}'")
+            aliases = client.get_registered_model(model_name).aliases
+    except MlflowException:
+        return {}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    out: dict[str, list] = {}
+    for mv in sorted(found, key=lambda mv: int(mv.version)):
+        version = str(mv.version)
+        out.setdefault(mv.run_id, []).append((version, sorted(by_version.get(version, []))))
+    return out
+
+
+def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-generator",
+                sort_by: str | None = None, ascending: bool | None = None,
+                max_results: int = 1000):
+    """A DataFrame of runs (and their model versions), best ``sort_by`` first.
+
+    ``sort_by`` is a metric name (``fid_domain``) or any column; without it, the first FID
+    column, else the start time (newest first).
+    """
+    import mlflow
+    import pandas as pd
+
+    client = get_client(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()
+                   if e.name.startswith("ganpkg-")]
+    if not experiments:
+        return pd.DataFrame(columns=["run_id", "run_name", "status"])
+    with using_tracking_uri(client.tracking_uri):
+        runs = mlflow.search_runs(experiment_ids=experiments, max_results=max_results,
+                                  output_format="pandas")
+    table = pd.DataFrame({"run_id": runs["run_id"].str[:8],
+                          "run_name": runs.get("tags.mlflow.runName"),
+                          "status": runs["status"], "start": runs["start_time"]})
+    metrics = sorted(c[len("metrics."):] for c in runs.columns
+                     if c.startswith("metrics.") and c[len("metrics."):].startswith(QUALITY_PREFIXES))
+    for name in metrics:
+        table[name] = runs[f"metrics.{name}"]
+    for tag, column in TAG_COLUMNS.items():
+        values = runs.get(f"tags.{tag}")
+        if values is not None:
+            table[column] = values.str[:8] if column in SHORT else values
+    by_run = _versions_by_run(client, model_name)
+    table["versions"] = [",".join(v for v, _ in by_run.get(r, [])) for r in runs["run_id"]]
+    table["aliases"] = [",".join(f"{a}=v{v}" for v, names in by_run.get(r, []) for a in names)
+                        for r in runs["run_id"]]
+    return sort_table(table, sort_by, ascending)
+
+
+def sort_table(table, sort_by: str | None, ascending: bool | None):
+    """Sort by a column (``metrics.`` prefix optional), in the metric's better direction."""
+    if sort_by is None:
+        fids = [c for c in table.columns if c.startswith("fid_")]
+        if not fids:
+            return table.sort_values("start", ascending=False).reset_index(drop=True)
+        sort_by = fids[0]
+    sort_by = sort_by.removeprefix("metrics.")
+    if sort_by not in table.columns:
+        metrics = [c for c in table.columns if c.startswith(QUALITY_PREFIXES)]
+        raise UserError(f"--sort {sort_by}: no such metric; available: "
+                        f"{', '.join(metrics) or 'none (nothing evaluated yet)'}, or a column: "
+                        f"{', '.join(c for c in table.columns if c not in metrics)}")
+    if ascending is None:
+        ascending = lower_is_better(sort_by) if sort_by.startswith(QUALITY_PREFIXES) else True
+    return table.sort_values(sort_by, ascending=ascending, na_position="last").reset_index(drop=True)
+
+
+def write_csv(table, path: str | Path) -> Path:
+    """The full table as CSV (hashes shortened as shown)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return path
+
+
+def format_table(table) -> str:
+    """Plain-text table for a terminal (pandas' own formatting, all columns)."""
+    import pandas as pd
+
+    if table.empty:
+        return "no ganpkg runs in this tracking store yet"
+    with pd.option_context("display.max_columns", None, "display.width", 250,
+                           "display.float_format", "{:.5g}".format):
+        return table.drop(columns=["start"]).to_string(index=False)

@@ -1,0 +1,24 @@
+"""What `ganpkg run` prints when the flow ends: the outcome and where to look next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+
+def print_outcome(outcome: dict[str, Any], console: Console) -> None:
+    """One short summary: skipped (why) or the registered version, its alias and metrics."""
+    if outcome.get("status") == "skipped":
+        console.print(f"[bold]nothing changed[/]: {outcome['reason']}")
+        return
+    console.print(f"[bold]registered[/] {outcome['name']} v{outcome['version']} → "
+                  f"@{outcome['alias']} ({outcome['reason']})")
+    for key, value in sorted(outcome.get("metrics", {}).items()):
+        console.print(f"  {key:<28} {value:.4f}")
+    seconds = outcome.get("seconds", {})
+    if seconds:
+        console.print("  stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
+    console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)")
+    console.print(f"sample it:    .venv/bin/ganpkg sample --model "
+                  f"models:/{outcome['name']}@champion --n 64 --out grid.png")

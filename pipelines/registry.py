@@ -1,0 +1,340 @@
+"""MLflow model registry: log the EMA generator without pickle, register it, gate promotion.
+
+``register_run`` is the flow's one call after evaluation: it exports the checkpoint's EMA
+generator with torch.export (MLflow's ``pt2`` format: a graph and raw weights, nothing
+unpickled on load) with signature z → image and an input example, registers a version of
+``registry.model_name`` carrying metrics, protocol and lineage as tags, runs the gate, and
+writes the model card (run artifact ``model_card/`` and the version's description).
+
+Aliases: ``champion`` (what users sample), ``challenger`` (the newest version that did not
+pass the gate), ``previous-champion`` (the champion it replaced: ``rollback`` target).
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ganpkg.config import Config, RegistryConfig
+from ganpkg.errors import UserError
+from pipelines.tracking import get_client, protocol_tags, using_tracking_uri
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+# Run tags copied onto each version: where it came from, without opening the run.
+LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
+# Protocol fields that may differ between two comparable measurements (EvalProtocol agrees).
+PROTOCOL_FREE = {"eval.seed", "eval.extractor_test_accuracy"}
+GRID_SEED = 0
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Which alias a version gets, and why (both end up as version tags)."""
+
+    alias: str
+    reason: str
+    compared_with: str | None = None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What ``register_run`` did."""
+
+    name: str
+    version: str
+    model_uri: str
+    decision: GateDecision
+
+
+def check_registry_config(config: Config) -> None:
+    """Fail before training when the gate's metric is one evaluation will not produce."""
+    from ganpkg.evaluation.protocol import EXTRACTORS
+
+    suffix = EXTRACTORS[config.eval.extractor][1]
+    stem = config.registry.primary_metric.rsplit("_", 1)[0]
+    if not config.registry.primary_metric.endswith(f"_{suffix}"):
+        raise UserError(f"registry.primary_metric {config.registry.primary_metric} is not measured "
+                        f"with eval.extractor {config.eval.extractor}; use {stem}_{suffix}")
+    flag = {"fid": "fid", "kid": "kid", "is": "isc"}.get(stem, "prc")
+    if not getattr(config.eval, flag):
+        raise UserError(f"registry.primary_metric {config.registry.primary_metric} needs "
+                        f"eval.{flag}=true")
+
+
+# -- the gate (pure: tags in, decision out) -------------------------------------------------
+def _as_float(text: str | None) -> float | None:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def memorization_key(primary_metric: str) -> str:
+    """The memorization metric measured with the same extractor as the primary metric."""
+    return f"memorized_fraction_{primary_metric.rsplit('_', 1)[1]}"
+
+
+def protocol_differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """``eval.*`` tags that differ (same metric, extractor, weights, n, reference data…)."""
+    keys = {k for k in (*a, *b) if k.startswith("eval.") and k not in PROTOCOL_FREE}
+    return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
+def decide(candidate: dict[str, str], champion: dict[str, str] | None,
+           champion_version: str | None, cfg: RegistryConfig) -> GateDecision:
+    """The promotion gate on version tags (``metric.*``, ``eval.*``).
+
+    champion only if: the primary metric is measured, the memorization check passes, and either
+    there is no champion and the metric meets ``first_champion_threshold``, or the champion was
+    measured the same way and the candidate beats it by more than ``margin``.
+    """
+    metric, lower = cfg.primary_metric, cfg.lower_is_better
+    value = _as_float(candidate.get(f"metric.{metric}"))
+    if value is None:
+        return GateDecision(CHALLENGER, f"no finite {metric} measured")
+    if not candidate.get("eval.extractor") or not candidate.get("eval.reference_md5"):
+        return GateDecision(CHALLENGER, "no evaluation protocol tags (eval.*) on this version")
+    mem_key = memorization_key(metric)
+    memorized = _as_float(candidate.get(f"metric.{mem_key}"))
+    if memorized is None:
+        return GateDecision(CHALLENGER, f"memorization check missing ({mem_key}); enable "
+                                        "eval.memorization")
+    if memorized > cfg.max_memorized_fraction:
+        return GateDecision(CHALLENGER, f"memorization check failed: {mem_key} {memorized:.4g} > "
+                                        f"registry.max_memorized_fraction "
+                                        f"{cfg.max_memorized_fraction:g}")
+    if champion is None:
+        limit = cfg.first_champion_threshold
+        if limit is not None and (value > limit if lower else value < limit):
+            return GateDecision(CHALLENGER, f"first version: {metric} {value:.6g} does not meet "
+                                            f"registry.first_champion_threshold {limit:g}")
+        return GateDecision(CHAMPION, f"first version: {metric} {value:.6g} passes the "
+                                      f"absolute checks; memorized {memorized:.4g}")
+    best = _as_float(champion.get(f"metric.{metric}"))
+    if best is None:
+        return GateDecision(CHALLENGER, f"champion v{champion_version} has no {metric}; compare "
+                                        "by hand and `ganpkg promote`", champion_version)
+    diffs = protocol_differences(candidate, champion)
+    if diffs:
+        return GateDecision(CHALLENGER, f"not comparable with champion v{champion_version}: "
+                                        f"{', '.join(diffs)} differ; compare by hand and "
+                                        "`ganpkg promote`", champion_version)
+    gain = best - value if lower else value - best
+    if gain > cfg.margin:
+        return GateDecision(CHAMPION, f"{metric} {value:.6g} beats champion v{champion_version}'s "
+                                      f"{best:.6g} by {gain:.4g} > margin {cfg.margin:g}",
+                            champion_version)
+    return GateDecision(CHALLENGER, f"{metric} {value:.6g} does not beat champion "
+                                    f"v{champion_version}'s {best:.6g} by more than margin "
+                                    f"{cfg.margin:g}", champion_version)
+
+
+# -- aliases --------------------------------------------------------------------------------
+def alias_version(client, name: str, alias: str):
+    """The ModelVersion an alias points to, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _make_champion(client, name: str, version: str) -> str | None:
+    """Move ``champion`` to ``version``; the old champion becomes ``previous-champion``."""
+    old = alias_version(client, name, CHAMPION)
+    if old is not None and str(old.version) != str(version):
+        client.set_registered_model_alias(name, PREVIOUS, str(old.version))
+        client.set_model_version_tag(name, version, "gate.previous_champion", str(old.version))
+    client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return str(old.version) if old is not None else None
+
+
+def _stamp(client, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def apply_gate(client, name: str, version: str, cfg: RegistryConfig) -> GateDecision:
+    """Decide for one registered version, move aliases, record the decision as version tags."""
+    candidate = client.get_model_version(name, version)
+    current = alias_version(client, name, CHAMPION)
+    decision = decide(candidate.tags, current.tags if current else None,
+                      str(current.version) if current else None, cfg)
+    if decision.alias == CHAMPION:
+        _make_champion(client, name, version)
+    else:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    _stamp(client, name, version, {
+        "gate.decision": decision.alias, "gate.reason": decision.reason,
+        "gate.compared_with": decision.compared_with or "none",
+        "gate.primary_metric": cfg.primary_metric, "gate.margin": repr(cfg.margin),
+        "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return decision
+
+
+def promote(name: str, version: str | int, reason: str, tracking_uri: str | None = None) -> str:
+    """Manual promotion: ``version`` becomes champion whatever the gate said; returns the
+    version it replaced (now ``previous-champion``) or 'none'."""
+    from mlflow.exceptions import MlflowException
+
+    if not reason.strip():
+        raise UserError("--reason is required: say why this version should be champion")
+    client = get_client(tracking_uri)
+    version = str(version)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise UserError(f"--version {version}: {name} has no such version in "
+                        f"{client.tracking_uri}") from None
+    old = _make_champion(client, name, version)
+    _stamp(client, name, version, {"gate.decision": CHAMPION, "promotion.manual": "true",
+                                   "promotion.reason": reason, "promotion.by": _user(),
+                                   "promotion.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return old if old and old != version else "none"
+
+
+def rollback(name: str, reason: str = "rollback", tracking_uri: str | None = None) -> str:
+    """``previous-champion`` becomes champion again; returns the restored version.
+
+    The alias then moves one step further back (the version that one replaced), so repeated
+    rollbacks walk back through the champions instead of flipping between two.
+    """
+    client = get_client(tracking_uri)
+    previous = alias_version(client, name, PREVIOUS)
+    if previous is None:
+        raise UserError(f"{name} has no {PREVIOUS} alias: nothing to roll back to")
+    current = alias_version(client, name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, str(previous.version))
+    before = previous.tags.get("gate.previous_champion")
+    if before and (current is None or before != str(current.version)):
+        client.set_registered_model_alias(name, PREVIOUS, before)
+    else:
+        client.delete_registered_model_alias(name, PREVIOUS)
+    stamp = {"rollback.reason": reason, "rollback.by": _user(),
+             "rollback.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    replaced = str(current.version) if current else "none"
+    _stamp(client, name, str(previous.version), {**stamp, "rollback.replaced": replaced})
+    if current is not None:
+        _stamp(client, name, str(current.version), {**stamp, "rollback.rolled_back": "true"})
+    return str(previous.version)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+# -- logging and registering the generator --------------------------------------------------
+def model_signature(z_dim: int, channels: int, resolution: int):
+    """z: float32 (N, z_dim) → image: float32 (N, C, H, W) in [-1, 1]."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("float32"), (-1, z_dim), "z")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, channels, resolution, resolution),
+                                   "image")]))
+
+
+def log_generator(client, run_id: str, generator, z_dim: int, channels: int, resolution: int):
+    """Log the generator to the run in MLflow's pt2 (torch.export) format; returns ModelInfo."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    # Batch 2: torch.export specializes size-1 dimensions, and the batch must stay dynamic.
+    # numpy, not a tensor: MLflow saves only array examples (input_example.json) and adds the
+    # pyfunc flavour (serving) only for them.
+    example = torch.randn(2, z_dim, generator=torch.Generator().manual_seed(0)).numpy()
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    # log_model's logged-model record takes its experiment from the active run.
+    with using_tracking_uri(client.tracking_uri), mlflow.start_run(run_id=run_id):
+        return mlflow.pytorch.log_model(
+            generator.cpu().eval(), name="generator", serialization_format="pt2",
+            signature=model_signature(z_dim, channels, resolution), input_example=example,
+            pip_requirements=requirements)  # explicit: inference would load it in a subprocess
+
+
+def _version_tags(run_tags: dict[str, str], metrics: dict[str, float],
+                  protocol: dict[str, Any], step: int) -> dict[str, str]:
+    tags = {k: v for k, v in run_tags.items() if k.startswith(LINEAGE_PREFIXES)}
+    tags.update({f"metric.{k}": repr(float(v)) for k, v in metrics.items()})
+    tags.update(protocol_tags(protocol))
+    tags["checkpoint.step"] = str(step)
+    return tags
+
+
+def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
+                 protocol: dict[str, Any], config: Config,
+                 tracking_uri: str | None = None) -> Registration:
+    """Log the checkpoint's EMA generator, register a version, gate it, write its model card."""
+    from mlflow.exceptions import MlflowException
+
+    from ganpkg.checkpoint import load_generator
+    from ganpkg.sampling import fixed_noise, save_grid
+
+    client = get_client(tracking_uri)
+    name = config.registry.model_name
+    generator, info = load_generator(checkpoint)
+    model = log_generator(client, run_id, generator, info["z_dim"], info["channels"],
+                          info["resolution"])
+    try:
+        client.create_registered_model(name, description="ganpkg generators (z → image)")
+    except MlflowException:
+        pass  # already there
+    tags = _version_tags(client.get_run(run_id).data.tags, metrics, protocol, info["step"])
+    # The registry resolves a logged model's models:/m-… source through the global URI.
+    with using_tracking_uri(client.tracking_uri):
+        version = client.create_model_version(name, model.model_uri, run_id=run_id, tags=tags,
+                                              model_id=model.model_id).version
+    version = str(version)
+    decision = apply_gate(client, name, version, config.registry)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
+                         Path(tmp) / "samples.png")
+        tags = client.get_model_version(name, version).tags
+        card = model_card(name, version, tags, metrics, protocol, decision, run_id)
+        (Path(tmp) / "model_card.md").write_text(card)
+        client.log_artifacts(run_id, tmp, "model_card")
+    client.update_model_version(name, version, description=card)
+    return Registration(name, str(version), f"models:/{name}/{version}", decision)
+
+
+def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def model_card(name: str, version: str, tags: dict[str, str], metrics: dict[str, float],
+               protocol: dict[str, Any], decision: GateDecision, run_id: str) -> str:
+    """Markdown: decision, metrics table, protocol, lineage, sample grid, how to use it."""
+    lineage = [(k, v) for k, v in sorted(tags.items()) if k.startswith(LINEAGE_PREFIXES)]
+    return "\n\n".join([
+        f"# {name} v{version}",
+        f"**Gate:** `{decision.alias}`: {decision.reason}",
+        "## Metrics", _table([(k, f"{v:.6g}") for k, v in sorted(metrics.items())],
+                             ("metric", "value")),
+        "## Evaluation protocol", _table(sorted(protocol.items()), ("field", "value")),
+        "## Lineage", _table([*lineage, ("mlflow run", run_id),
+                              ("checkpoint step", tags.get("checkpoint.step", "?"))],
+                             ("tag", "value")),
+        "## Samples (fixed noise, seed 0)",
+        "![samples](samples.png)  \n(run artifact `model_card/samples.png`)",
+        "## Use",
+        (f"```\nganpkg sample --model models:/{name}/{version} --n 64 --out grid.png\n"
+         f"ganpkg lineage models:/{name}/{version}\n```"),
+    ]) + "\n"

@@ -1,0 +1,335 @@
+"""MLflow tracking: a ``TrainingCallback`` that logs a run, its lineage and its evaluation.
+
+One experiment per config name (``ganpkg-<name>``). A run holds: the resolved config as params
+(flattened, ``model.z_dim``) and as ``config/config.yaml``; per-step losses, D outputs, gradient
+norms and images/s; the fixed-noise sample grid under the image key ``samples`` (the UI's step
+slider); checkpoint events (metric ``checkpoint_step``, tag ``checkpoint.latest``); system metrics;
+lineage tags; the run's log (``logs/train.log``) and ``status.json``. Evaluation adds its metrics,
+the protocol as ``eval.*`` tags and ``evaluation/`` files (``log_evaluation``).
+
+Everything goes through an ``MlflowClient`` bound to one tracking URI and an explicit run id, so
+no global "active run" leaks into the training process or into Prefect's threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ganpkg.callbacks import NullCallback
+from ganpkg.config import Config
+from ganpkg.errors import UserError
+from pipelines.registry_load import resolve_tracking_uri
+
+RUN_ID_FILE = "mlflow_run.json"  # in train.run_dir: a resumed training continues its MLflow run
+LOG_FILE = "train.log"
+SAMPLES_KEY = "samples"
+_log = logging.getLogger("ganpkg.tracking")
+
+
+def experiment_name(config: Config) -> str:
+    """The experiment a config's runs go to: one per config name."""
+    return f"ganpkg-{config.name}"
+
+
+def sqlite_artifact_root(uri: str) -> Path | None:
+    """``<db folder>/mlartifacts`` for an embedded sqlite store; None for a server."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts"
+
+
+def get_client(tracking_uri: str | None = None):
+    """An MlflowClient for the explicit URI, $MLFLOW_TRACKING_URI, or ./mlflow.db."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global (fluent) URI at ``uri`` for APIs that only read the global, e.g.
+    ``mlflow.pytorch.log_model`` and registering a logged model; restore it (and
+    $MLFLOW_TRACKING_URI, which set_tracking_uri also writes) afterwards."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        if saved_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+def ensure_experiment(client, name: str) -> str:
+    """Experiment id for ``name``, created with artifacts beside an embedded store."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    root = sqlite_artifact_root(client.tracking_uri)
+    # A server decides where artifacts go; only the embedded store needs a location from us,
+    # or MLflow would put them under ./mlruns of whatever directory the process runs in.
+    location = (root / name).as_uri() if root else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'seed': 0}} → {'train.seed': 0} (MLflow params are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                              timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_lineage(repo: str | Path = ".") -> dict[str, str]:
+    """Commit and dirty flag of the code; tracked-file changes only (untracked files are
+    outputs like mlflow.db far more often than code)."""
+    repo = Path(repo)
+    commit = (_git(repo, "rev-parse", "HEAD") or "").strip() or "unknown"
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    dirty = "unknown" if status is None else str(bool(status.strip())).lower()
+    return {"git.commit": commit, "git.dirty": dirty}
+
+
+def data_tags(repo: str | Path = ".", data_lineage: dict | None = None) -> dict[str, str]:
+    """data.dvc md5 and prepared md5 (dvc.lock), from the flow's ``data_lineage()`` when given,
+    else read from the two files (cheap: no ``dvc status`` subprocess)."""
+    from pipelines.data import committed_data_md5, locked_stage
+
+    if data_lineage is None:
+        outs = locked_stage(repo).get("outs") or [{}]
+        data_lineage = {"data_dvc_md5": committed_data_md5(repo)[0],
+                        "prepared_md5": outs[0].get("md5")}
+    tags = {"data.dvc_md5": str(data_lineage.get("data_dvc_md5") or "none"),
+            "data.prepared_md5": str(data_lineage.get("prepared_md5") or "none")}
+    if "workspace_clean" in data_lineage:
+        tags["data.workspace_clean"] = str(bool(data_lineage["workspace_clean"])).lower()
+    return tags
+
+
+def environment_tags(device: str | None = None) -> dict[str, str]:
+    """torch/CUDA versions and the device that trained."""
+    import mlflow
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"torch.version": str(torch.__version__), "torch.cuda": str(torch.version.cuda),
+            "torch.gpu": gpu, "env.mlflow": mlflow.__version__,
+            "env.python": platform.python_version(),
+            "device": device or ("cuda" if torch.cuda.is_available() else "cpu")}
+
+
+def lineage_tags(config: Config, repo: str | Path = ".", flow_run_id: str | None = None,
+                 data_lineage: dict | None = None, device: str | None = None) -> dict[str, str]:
+    """Every tag that traces a run (and the model versions it makes) to code, data and params."""
+    tags = {**git_lineage(repo), **data_tags(repo, data_lineage), **environment_tags(device),
+            "ganpkg.params_hash": config.params_hash(), "ganpkg.seed": str(config.train.seed),
+            "ganpkg.config_name": config.name}
+    if flow_run_id:
+        tags["prefect.flow_run_id"] = str(flow_run_id)
+    return tags
+
+
+def _device_of(config: Config) -> str:
+    from ganpkg.runtime import select_device
+
+    try:
+        return str(select_device(config.train.device))
+    except UserError:  # the trainer reports a bad device itself
+        return config.train.device
+
+
+class MlflowTracker(NullCallback):
+    """Logs one training run to MLflow (see the module docstring for what)."""
+
+    def __init__(self, config: Config, *, tracking_uri: str | None = None,
+                 flow_run_id: str | None = None, repo: str | Path = ".",
+                 data_lineage: dict | None = None, system_metrics: bool = True,
+                 run_name: str | None = None, config_path: str | Path | None = None):
+        self.config, self.repo, self.flow_run_id = config, Path(repo), flow_run_id
+        self.data_lineage, self.system_metrics, self.run_name = data_lineage, system_metrics, run_name
+        self.config_path = Path(config_path) if config_path else None
+        self.client = get_client(tracking_uri)
+        self.run_id: str | None = None
+        self._monitor = None
+        self._handler: logging.Handler | None = None
+
+    # -- run lifecycle ----------------------------------------------------------------------
+    def _resumable_run(self, run_dir: Path) -> str | None:
+        marker = run_dir / RUN_ID_FILE
+        if not marker.is_file():
+            return None
+        saved = json.loads(marker.read_text())
+        if saved.get("tracking_uri") != self.client.tracking_uri:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(saved["run_id"]).info.run_id
+        except MlflowException:  # deleted, or another store: start afresh
+            return None
+
+    def on_start(self, config: dict, run_dir: Path) -> None:
+        """Create (or resume) the run; log params, config file and lineage tags."""
+        run_dir = Path(run_dir)
+        resumed = self._resumable_run(run_dir)
+        tags = lineage_tags(self.config, self.repo, self.flow_run_id, self.data_lineage,
+                            _device_of(self.config))
+        tags["train.run_dir"] = str(run_dir)
+        if resumed:
+            self.run_id = resumed
+            self.client.update_run(resumed, status="RUNNING")
+        else:
+            exp = ensure_experiment(self.client, experiment_name(self.config))
+            self.run_id = self.client.create_run(exp, run_name=self.run_name).info.run_id
+            (run_dir / RUN_ID_FILE).write_text(json.dumps(
+                {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri}))
+        self._start_log_file(run_dir)
+        self._log_params(flatten(config), tags)
+        self._log_config_files(run_dir)
+        if self.system_metrics:
+            self._start_system_metrics(resume=bool(resumed))
+        _log.info("mlflow run %s (%s) started in %s", self.run_id,
+                  "resumed" if resumed else "new", run_dir)
+
+    def _log_params(self, params: dict[str, Any], tags: dict[str, str]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        existing = self.client.get_run(self.run_id).data.params
+        new = {k: str(v) for k, v in params.items() if k not in existing}
+        # Params are immutable; a resumed run may change e.g. train.total_steps: keep it as a tag.
+        changed = {f"resume.{k}": str(v) for k, v in params.items()
+                   if k in existing and existing[k] != str(v)}
+        items = list(new.items())
+        run_tags = [RunTag(k, v) for k, v in {**tags, **changed}.items()]
+        for i in range(0, max(len(items), 1), 100):  # MLflow takes ≤ 100 params per batch
+            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in items[i:i + 100]],
+                                  tags=run_tags if i == 0 else [])
+
+    def _log_config_files(self, run_dir: Path) -> None:
+        resolved = run_dir / "config.yaml"  # written by the trainer before on_start
+        if resolved.is_file():
+            self.client.log_artifact(self.run_id, str(resolved), "config")
+        if self.config_path and self.config_path.is_file():
+            self.client.log_artifact(self.run_id, str(self.config_path), "config/source")
+        diff = _git(self.repo, "diff", "HEAD")
+        if diff:  # a dirty tree is only reproducible with its diff
+            self.client.log_text(self.run_id, diff, "git/diff.patch")
+
+    def _start_log_file(self, run_dir: Path) -> None:
+        self._handler = logging.FileHandler(run_dir / LOG_FILE)
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                                     "%(message)s"))
+        logger = logging.getLogger("ganpkg")
+        logger.addHandler(self._handler)
+        logger.setLevel(min(logger.level or logging.INFO, logging.INFO))
+
+    def _start_system_metrics(self, resume: bool) -> None:
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=10,
+                                                 resume_logging=resume,
+                                                 tracking_uri=self.client.tracking_uri)
+            self._monitor.start()
+        except (ImportError, OSError, RuntimeError) as err:  # psutil missing etc.: never fail a run for telemetry
+            _log.warning("system metrics disabled: %s", err)
+            self._monitor = None
+
+    # -- events -----------------------------------------------------------------------------
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        """Losses, D(real)/D(fake), gradient norms and images/s at this step."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+                                                    for k, v in metrics.items()])
+        _log.info("step %d %s", step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    def on_sample(self, step: int, grid_path: Path) -> None:
+        """The fixed-noise grid as a step-indexed image (the UI's slider shows progress)."""
+        from PIL import Image
+
+        with Image.open(grid_path) as image:
+            self.client.log_image(self.run_id, image.copy(), key=SAMPLES_KEY, step=step)
+        _log.info("step %d sample grid %s", step, grid_path)
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        """A checkpoint event: metric ``checkpoint_step`` and the newest path as a tag."""
+        self.client.log_metric(self.run_id, "checkpoint_step", step, step=step)
+        self.client.set_tag(self.run_id, "checkpoint.latest", str(path))
+        _log.info("step %d checkpoint %s", step, path)
+
+    def on_end(self, status: str, run_dir: Path) -> None:
+        """Status, log file and status.json; the run is terminated with the training's status."""
+        run_dir = Path(run_dir)
+        _log.info("training %s", status)
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+        self._stop_log_file()
+        for name, folder in ((LOG_FILE, "logs"), ("status.json", "status")):
+            if (run_dir / name).is_file():
+                self.client.log_artifact(self.run_id, str(run_dir / name), folder)
+        self.client.set_tag(self.run_id, "train.status", status)
+        self.client.set_terminated(self.run_id, "FINISHED" if status == "FINISHED" else "FAILED")
+
+    def _stop_log_file(self) -> None:
+        if self._handler is not None:
+            logging.getLogger("ganpkg").removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+
+
+def log_evaluation(run_id: str, metrics: dict[str, float], protocol: dict[str, Any],
+                   memorization: dict[str, Any] | None = None, step: int | None = None,
+                   files: list[str | Path] = (), tracking_uri: str | None = None) -> None:
+    """Evaluation metrics (at the training step they measured), protocol tags ``eval.*``, and
+    ``evaluation/`` files: eval.json and e.g. the memorization pairs PNG."""
+    from mlflow.entities import Metric, RunTag
+
+    client = get_client(tracking_uri)
+    now = int(time.time() * 1000)
+    tags = protocol_tags(protocol)
+    if memorization:
+        tags.update({f"memorization.{k}": str(v) for k, v in memorization.items()
+                     if not isinstance(v, list | dict)})
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step or 0)
+                                      for k, v in metrics.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items()])
+    body = {"metrics": metrics, "protocol": protocol, "memorization": memorization}
+    client.log_dict(run_id, body, "evaluation/eval.json")
+    for path in files:
+        if Path(path).is_file():
+            client.log_artifact(run_id, str(path), "evaluation")
+
+
+def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
+    """The evaluation protocol as string tags ``eval.<field>`` (run and model version alike)."""
+    return {f"eval.{k}": "" if v is None else str(v) for k, v in protocol.items()}
+

@@ -1,0 +1,53 @@
+"""Helpers of the evaluation tests: tiny shape data, a small protocol, a linear generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganpkg.config import DomainExtractorConfig, EvalConfig
+
+RES = 32
+N_IMAGES = 600
+
+
+def make_shapes(n: int, seed: int, res: int = RES) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 n×1×res×res images of bars, discs and diagonals at random places, with labels."""
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, 4, n)
+    yy, xx = np.mgrid[0:res, 0:res]
+    images = np.empty((n, 1, res, res), np.uint8)
+    for i, c in enumerate(labels):
+        cx, cy = rng.uniform(res / 4, 3 * res / 4, 2)
+        s = rng.uniform(res / 16, res / 8)
+        mask = [np.abs(yy - cy) < s, np.abs(xx - cx) < s, (xx - cx) ** 2 + (yy - cy) ** 2 < 4 * s * s,
+                np.abs((xx - cx) - (yy - cy)) < s][c]
+        images[i, 0] = np.clip(mask * rng.uniform(150, 230) + rng.uniform(0, 25, (res, res)), 0, 255)
+    return images, labels
+
+
+def tiny_eval_config(tmp: Path, **overrides) -> EvalConfig:
+    """A small, CPU-only protocol whose files all live under `tmp`."""
+    base = {
+        "extractor": "domain", "n_samples": 300, "batch_size": 100, "device": "cpu",
+        "cache_dir": str(tmp / "cache"), "memorization_n_samples": 150, "kid_subsets": 20,
+        "domain": DomainExtractorConfig(weights=str(tmp / "extractor" / "domain.pt"),
+                                        report=str(tmp / "extractor" / "domain.json"), width=16,
+                                        feature_dim=32, epochs=2, batch_size=64, lr=3e-3),
+    }
+    return EvalConfig(**{**base, **overrides})
+
+
+class LinearGenerator(torch.nn.Module):
+    """Any module with the generator contract: z (N, z_dim) → (N, C, H, W) in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 16, channels: int = 1, res: int = RES, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.shape = (channels, res, res)
+        self.net = torch.nn.Sequential(torch.nn.Linear(z_dim, channels * res * res), torch.nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.shape)

@@ -1,0 +1,87 @@
+"""`ganpkg evaluate` and `ganpkg train-extractor` from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+import yaml
+
+from ganpkg import checkpoint as ckpt
+from ganpkg.cli import main
+from ganpkg.config import Config, ModelConfig
+from ganpkg.networks import build_generator
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A checkpoint holding what load_generator reads (an untrained EMA generator)."""
+    model = ModelConfig(z_dim=16, g_width=8)
+    torch.manual_seed(0)
+    g = build_generator(model, channels=1, resolution=32)
+    state = {"format": ckpt.FORMAT_VERSION, "step": 7, "channels": 1, "resolution": 32,
+             "config": Config(model=model).model_dump(mode="json"), "g_ema": g.state_dict()}
+    path = tmp_path / "run" / "step-00000007.pt"
+    path.parent.mkdir()
+    torch.save(state, path)
+    return path
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["ganpkg", *args])
+    try:
+        main()
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
+def params_file(tiny, tmp_path):
+    path = tmp_path / "params.yaml"
+    raw = {"data": {"prepared_dir": str(tiny.root)}, "eval": tiny.cfg.model_dump(mode="json")}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_evaluate_prints_the_metrics_table_with_its_protocol(tiny, checkpoint, tmp_path,
+                                                             monkeypatch, capsys):
+    params = params_file(tiny, tmp_path)
+    code = run_cli(monkeypatch, "evaluate", "--checkpoint", str(checkpoint), "-c", str(params),
+                   "--set", "eval.n_samples=200")
+    out = capsys.readouterr().out
+    assert code == 0
+    for needle in ("fid_domain", "kid_domain", "is_domain", "memorized_fraction_domain",
+                   "extractor_weights_sha256", "reference_md5", "n_samples", "200", "step 7"):
+        assert needle in out, needle
+    folder = checkpoint.with_name("step-00000007-eval")
+    assert (folder / "eval.json").is_file() and (folder / "memorization_pairs.png").is_file()
+
+
+def test_evaluate_without_inception_weights_is_one_line_and_no_traceback(
+        tiny, checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def refuse(url, timeout=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    code = run_cli(monkeypatch, "evaluate", "--checkpoint", str(checkpoint),
+                   "-c", str(params_file(tiny, tmp_path)),
+                   "--set", "eval.extractor=inception-v3-compat")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "eval.inception_weights=" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+
+
+def test_train_extractor_writes_weights_and_accuracy(tiny, tmp_path, monkeypatch, capsys):
+    weights, report = tmp_path / "ext" / "domain.pt", tmp_path / "ext" / "accuracy.json"
+    code = run_cli(monkeypatch, "train-extractor", "-c", str(params_file(tiny, tmp_path)),
+                   "--set", f"eval.domain.weights={weights}", "--set", f"eval.domain.report={report}")
+    assert code == 0
+    assert weights.is_file() and json.loads(report.read_text())["test_accuracy"] > 0.5
+    assert "test accuracy" in capsys.readouterr().err

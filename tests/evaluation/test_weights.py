@@ -1,0 +1,110 @@
+"""Extractor weights: fail fast with the fix when missing, refuse a wrong sha256."""
+
+from __future__ import annotations
+
+import io
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from eval_helpers import make_shapes
+
+from ganpkg.config import Config, EvalConfig
+from ganpkg.data.prepared import open_prepared, write_prepared
+from ganpkg.errors import UserError
+from ganpkg.evaluation import weights
+from ganpkg.evaluation.fidelity import calculate
+from ganpkg.evaluation.protocol import sha256_file
+from ganpkg.evaluation.reference_stats import UInt8Images
+from ganpkg.evaluation.weights import check_eval_ready, inception_hub_path, resolve_extractor
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch hub cache and no network (whatever this machine has)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    calls = []
+
+    def refuse(url, timeout=None):
+        calls.append(url)
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return calls
+
+
+def test_missing_inception_weights_fail_fast_with_one_line_saying_how(offline):
+    config = Config(eval=EvalConfig(extractor="inception-v3-compat"))
+    with pytest.raises(UserError) as err:
+        check_eval_ready(config)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "eval.inception_weights=" in message and "eval.extractor=domain" in message
+    assert "weights-inception-2015-12-05-6726825d.pth" in message
+    assert offline, "a download must have been tried first"
+    with pytest.raises(UserError, match="downloads are off"):
+        check_eval_ready(config, download=False)
+
+
+def test_a_configured_path_that_does_not_exist_is_named(offline, tmp_path):
+    config = Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights=str(tmp_path / "nope.pth")))
+    with pytest.raises(UserError, match="eval.inception_weights: .*nope.pth not found"):
+        check_eval_ready(config)
+
+
+def test_sha256_mismatch_is_refused_for_a_local_path_and_for_the_hub_cache(offline, tmp_path):
+    bogus = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    bogus.write_bytes(b"not the inception weights")
+    with pytest.raises(UserError, match="sha256 .* expected 6726825d"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights=str(bogus))))
+    cached = inception_hub_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a truncated download")
+    with pytest.raises(UserError, match="sha256"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat")))
+
+
+def test_matching_sha256_passes_and_a_download_lands_in_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    payload = b"pretend these are the weights"
+    pinned = sha256_file_bytes(payload)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
+    spec = check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights_sha256=pinned)))
+    assert spec.weights_path == str(inception_hub_path()) and spec.weights_sha256 == pinned
+    assert inception_hub_path().read_bytes() == payload
+    local = tmp_path / "local.pth"
+    local.write_bytes(payload)
+    spec = check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights=str(local),
+                                                   inception_weights_sha256=pinned[:12])))
+    assert spec.weights_path == str(local) and sha256_file(local) == spec.weights_sha256
+
+
+def sha256_file_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_domain_weights_missing_invalid_or_from_other_data(tiny, tmp_path):
+    cfg = tiny.cfg.model_copy(update={"domain": tiny.cfg.domain.model_copy(
+        update={"weights": str(tmp_path / "missing.pt")})})
+    config = Config(eval=cfg)
+    assert check_eval_ready(config) is None  # the train_extractor stage will make it
+    with pytest.raises(UserError, match="dvc repro train_extractor"):
+        check_eval_ready(config, need_domain_weights=True)
+    (tmp_path / "missing.pt").write_bytes(b"junk")
+    with pytest.raises(UserError, match="not readable"):
+        check_eval_ready(config)
+
+    images, labels = make_shapes(100, seed=5)
+    other = open_prepared(write_prepared(tmp_path / "other", images, labels, {}))
+    spec = resolve_extractor(tiny.cfg)
+    with pytest.raises(UserError, match="trained on other data"):
+        calculate(UInt8Images(np.array(images)), other, tiny.cfg, spec)
+
+
+def test_expected_inception_digest_comes_from_torch_fidelitys_url():
+    assert weights.expected_inception_sha256(EvalConfig()) == "6726825d"
+    assert weights.expected_inception_sha256(EvalConfig(extractor="inception-v3-compat", inception_weights_sha256="ab" * 32)) \
+        == "ab" * 32

@@ -1,0 +1,87 @@
+"""The retrain flow end to end on a tiny project: real Prefect server, sqlite MLflow, real DVC."""
+
+import threading
+
+import pytest
+import torch
+from conftest import write_params
+from prefect.client.orchestration import get_client as prefect_client
+
+from ganpkg.checkpoint import load_checkpoint
+from pipelines.flows import retrain
+from pipelines.tracking import get_client
+
+
+def champion(name="ganpkg-generator"):
+    return get_client().get_model_version_by_alias(name, "champion")
+
+
+def artifacts_of(flow_run_id):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with prefect_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+
+def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(project):
+    state = retrain(return_state=True)
+    first = state.result()
+    assert first["status"] == "trained" and first["alias"] == "champion", first
+    version = champion()
+    assert str(version.version) == first["version"]
+    run = get_client().get_run(first["run_id"])
+    # The MLflow run carries the flow run id, and the flow run's artifacts link the run.
+    assert run.data.tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
+    keys = {a.key for a in artifacts_of(state.state_details.flow_run_id)}
+    assert {"retrain-report", "retrain-metrics"} <= keys
+    assert any(k.startswith("fid_") for k in first["metrics"])
+
+    # Same data, same params: the flow ends early and says why.
+    again = retrain()
+    assert again["status"] == "skipped" and "use --force" in again["reason"]
+
+    # A crash mid-training is retried by Prefect and resumes from the last checkpoint; the
+    # generator is bit-identical to the unfailed run's.
+    faulty = retrain(force=True, fault_at_step=6)
+    assert faulty["status"] == "trained"
+    ckpt_a = load_checkpoint(get_client().get_run(first["run_id"]).data.tags["checkpoint.latest"])
+    ckpt_b = load_checkpoint(get_client().get_run(faulty["run_id"]).data.tags["checkpoint.latest"])
+    for name, tensor in ckpt_a["g_ema"].items():
+        assert torch.equal(tensor, ckpt_b["g_ema"][name]), name
+    assert (project / "runs").exists()
+
+
+def test_failed_training_fails_the_flow_and_leaves_the_registry_alone(project):
+    write_params(project, train={"lr_g": 1e30, "lr_d": 1e30})
+    state = retrain(return_state=True, force=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="diverged"):
+        state.result()
+    client = get_client()
+    assert client.search_model_versions("name='ganpkg-generator'") == []
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert runs and all(r.info.status == "FAILED" for r in runs)
+
+
+def test_two_flows_finishing_together_leave_one_consistent_champion(project):
+    results = []
+
+    def run():
+        results.append(retrain(force=True))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and all(r["status"] == "trained" for r in results)
+    client = get_client()
+    versions = client.search_model_versions("name='ganpkg-generator'")
+    assert len(versions) == 2
+    # (search results carry no aliases: read each version)
+    aliases = [a for v in versions
+               for a in client.get_model_version("ganpkg-generator", v.version).aliases]
+    assert aliases.count("champion") == 1, aliases
+    decisions = sorted(r["alias"] for r in results)
+    assert decisions[0] == "challenger" or decisions == ["champion", "champion"], decisions

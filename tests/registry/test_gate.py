@@ -1,0 +1,140 @@
+"""The promotion gate: a worse model never becomes champion; promote and rollback by hand."""
+
+import math
+
+import pytest
+from mlflow import MlflowClient
+from registry_helpers import PROTOCOL
+from typer.testing import CliRunner
+
+from ganpkg.config import RegistryConfig
+from ganpkg.errors import UserError
+from pipelines import registry
+from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, apply_gate, decide
+from pipelines.tracking import protocol_tags, using_tracking_uri
+
+CFG = RegistryConfig(primary_metric="fid_domain", margin=0.5, max_memorized_fraction=0.05)
+
+
+def tags(fid=None, memorized=0.01, **protocol):
+    out = protocol_tags({**PROTOCOL, **protocol})
+    if fid is not None:
+        out["metric.fid_domain"] = repr(fid)
+    if memorized is not None:
+        out["metric.memorized_fraction_domain"] = repr(memorized)
+    return out
+
+
+@pytest.mark.parametrize("fid, expected", [
+    (12.0, CHALLENGER),  # worse
+    (10.0, CHALLENGER),  # equal
+    (9.6, CHALLENGER),   # better, but not by more than the margin
+    (9.4, CHAMPION),     # better by more than the margin
+    (float("nan"), CHALLENGER),
+])
+def test_decide_against_a_champion(fid, expected):
+    decision = decide(tags(fid), tags(10.0), "1", CFG)
+    assert decision.alias == expected, decision.reason
+    assert decision.compared_with == (None if math.isnan(fid) else "1")
+
+
+def test_decide_refuses_what_is_not_comparable_or_memorized():
+    champion = tags(10.0)
+    assert "reference_md5" in decide(tags(1.0, reference_md5="other"), champion, "1", CFG).reason
+    assert "extractor_weights_sha256" in decide(tags(1.0, extractor_weights_sha256="x"),
+                                                champion, "1", CFG).reason
+    assert decide(tags(1.0, seed=5), champion, "1", CFG).alias == CHAMPION  # seed may differ
+    assert "memorization check failed" in decide(tags(1.0, memorized=0.5), champion, "1",
+                                                 CFG).reason
+    assert "memorization check missing" in decide(tags(1.0, memorized=None), None, None,
+                                                  CFG).reason
+    assert decide({"metric.fid_domain": "1.0"}, None, None, CFG).alias == CHALLENGER
+
+
+def test_first_version_needs_the_absolute_threshold_and_direction_follows_the_metric():
+    strict = CFG.model_copy(update={"first_champion_threshold": 20.0})
+    assert decide(tags(25.0), None, None, strict).alias == CHALLENGER
+    assert decide(tags(15.0), None, None, strict).alias == CHAMPION
+    isc = RegistryConfig(primary_metric="is_domain", margin=0.0)
+    higher = {**tags(), "metric.is_domain": "3.0"}
+    assert decide(higher, {**tags(), "metric.is_domain": "2.0"}, "1", isc).alias == CHAMPION
+    assert decide({**tags(), "metric.is_domain": "1.0"}, {**tags(), "metric.is_domain": "2.0"},
+                  "1", isc).alias == CHALLENGER
+
+
+def _version(client, name, source, run_id, fid, memorized=0.01):
+    """A version of the registered generator with metrics we control."""
+    with using_tracking_uri(client.tracking_uri):  # the registry resolves models:/m-… globally
+        mv = client.create_model_version(name, source, run_id=run_id, tags=tags(fid, memorized))
+    return str(mv.version), apply_gate(client, name, str(mv.version), CFG)
+
+
+def _alias(client, name, alias):
+    return str(client.get_model_version_by_alias(name, alias).version)
+
+
+def test_worse_never_champion_then_better_then_rollback_and_promote(registered):
+    client = MlflowClient(registered.uri)
+    source = client.get_model_version("ganpkg-generator", registered.version).source
+    name = "gate-test"
+    client.create_registered_model(name)
+    v1, d1 = _version(client, name, source, registered.run_id, 10.0)
+    assert d1.alias == CHAMPION
+    for fid in (12.0, 10.0, 9.9):  # worse, equal, within the margin: never champion
+        v, d = _version(client, name, source, registered.run_id, fid)
+        assert d.alias == CHALLENGER, d.reason
+        assert _alias(client, name, CHAMPION) == v1
+        assert _alias(client, name, CHALLENGER) == v
+        assert client.get_model_version(name, v).tags["gate.decision"] == CHALLENGER
+    v_mem, d = _version(client, name, source, registered.run_id, 1.0, memorized=0.9)
+    assert d.alias == CHALLENGER and "memorization" in d.reason
+    v_good, d = _version(client, name, source, registered.run_id, 8.0)
+    assert d.alias == CHAMPION and d.compared_with == v1
+    assert "beats champion v1" in client.get_model_version(name, v_good).tags["gate.reason"]
+    assert _alias(client, name, PREVIOUS) == v1
+    # Rollback: previous-champion is champion again; the alias walks back, not in circles.
+    assert registry.rollback(name, "bad samples", registered.uri) == v1
+    assert _alias(client, name, CHAMPION) == v1
+    assert client.get_model_version(name, v_good).tags["rollback.rolled_back"] == "true"
+    with pytest.raises(UserError, match="nothing to roll back"):
+        registry.rollback(name, "again", registered.uri)
+    # Manual promotion overrides the gate, with a reason.
+    assert registry.promote(name, v_mem, "reviewed by hand", registered.uri) == v1
+    promoted = client.get_model_version(name, v_mem)
+    assert "champion" in promoted.aliases and promoted.tags["promotion.reason"] == \
+        "reviewed by hand"
+    assert _alias(client, name, PREVIOUS) == v1
+    with pytest.raises(UserError, match="--reason"):
+        registry.promote(name, v1, " ", registered.uri)
+
+
+def test_promote_cli(registered, monkeypatch, tmp_path):
+    import typer
+
+    from ganpkg import cli_registry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered.uri)
+    monkeypatch.chdir(tmp_path)  # no params.yaml: embedded defaults
+    client = MlflowClient(registered.uri)
+    name = "cli-test"
+    client.create_registered_model(name)
+    source = client.get_model_version("ganpkg-generator", registered.version).source
+    v1, _ = _version(client, name, source, registered.run_id, 10.0)
+    v2, _ = _version(client, name, source, registered.run_id, 11.0)
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """ganpkg (test app)."""
+
+    cli_registry.register(app)
+    runner = CliRunner()
+    base = ["--set", f"registry.model_name={name}"]
+    result = runner.invoke(app, ["promote", "--version", v2, "--reason", "sharper", *base])
+    assert result.exit_code == 0, result.output
+    assert _alias(client, name, CHAMPION) == v2
+    result = runner.invoke(app, ["promote", "--rollback", *base])
+    assert result.exit_code == 0, result.output
+    assert _alias(client, name, CHAMPION) == v1
+    result = runner.invoke(app, ["promote", *base])
+    assert isinstance(result.exception, UserError)
