@@ -4,12 +4,26 @@ Both call into pipelines/ (Prefect, MLflow, DVC), imported lazily so that `ganpk
 friends work on a box that has only PyTorch.
 """
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ganpkg.cli_common import ConfigOpt, SetOpt, console, resolve_config
+
+
+# Prefect's temporary local server needs more than its default 20 s to start on a busy 2-core
+# machine; and offline, its telemetry only logs errors. Users' own settings win.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def _prefect_defaults() -> None:
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +38,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The whole pipeline as one Prefect flow: data → prepare → train → evaluate → register."""
         resolve_config(config, set_)  # validate before starting Prefect (one-line errors)
+        _prefect_defaults()
         from pipelines.flows import retrain
         from pipelines.main import print_outcome
 
@@ -43,6 +58,7 @@ def register(app: typer.Typer) -> None:
         Trigger an ad-hoc run with: prefect deployment run 'retrain/scheduled'.
         """
         cfg = resolve_config(config, set_)
+        _prefect_defaults()
         from pipelines.serve import serve_retrain
 
         serve_retrain(cfg, config_path=str(config) if config.exists() else None,
