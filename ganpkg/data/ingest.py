@@ -10,7 +10,6 @@ ingest never leaves a half-written ``data/``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganpkg.config import DataConfig
+from ganpkg.data.prepared import replace_dir
 from ganpkg.data.sources import SNAPSHOT, get_source, md5_bytes, md5_file, sorted_files
 from ganpkg.errors import UserError
 
@@ -67,20 +67,6 @@ def read_snapshot(raw_dir: str | Path) -> dict:
     return snapshot
 
 
-def _replace_dir(staged: Path, target: Path) -> None:
-    # Rename the old snapshot aside, the new one in, then delete the old: at every instant
-    # `target` is either the complete old or the complete new snapshot. Files are replaced,
-    # never rewritten in place, so DVC cache links (hardlink/symlink cache types) stay intact.
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staged, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, target)
-
-
 def ingest(config: DataConfig, log: Callable[[str], None] | None = None) -> IngestResult:
     """Copy ``config.source`` into ``config.raw_dir`` deterministically (see module docstring)."""
     source = get_source(config.source)
@@ -95,7 +81,7 @@ def ingest(config: DataConfig, log: Callable[[str], None] | None = None) -> Inge
         record = json.loads(data)
         if not record["files"]:
             raise UserError(f"source {source.name}: nothing to ingest")
-        _replace_dir(staged, target)
+        replace_dir(staged, target)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

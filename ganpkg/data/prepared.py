@@ -88,6 +88,23 @@ def open_prepared(root: str | Path) -> PreparedDataset:
     return PreparedDataset(root, images, labels, manifest)
 
 
+def replace_dir(staged: Path, target: Path) -> None:
+    """Swap a fully written folder into place.
+
+    Rename the old folder aside, the new one in, then delete the old: at every instant `target`
+    is either the complete old or the complete new folder. Files are replaced, never rewritten
+    in place, so DVC cache links (hardlink/symlink cache types) stay intact.
+    """
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, target)
+
+
 def write_prepared(
     root: str | Path, images: np.ndarray, labels: np.ndarray, manifest: dict[str, Any]
 ) -> Path:
@@ -102,14 +119,7 @@ def write_prepared(
         np.save(tmp / LABELS, np.asarray(labels, dtype=np.int64))
         full = {"count": len(images), "shape": list(images.shape[1:]), **manifest}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
-        if root.exists():
-            old = root.with_name(f".{root.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, root)
+        replace_dir(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
