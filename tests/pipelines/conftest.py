@@ -1,5 +1,6 @@
 """A throw-away project (git + DVC + tiny params) and one Prefect test server per session."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -56,9 +57,13 @@ def prefect_server():
         yield
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch, prefect_server):
-    """A git + DVC project with this checkout's dvc.yaml, tiny params and a small image folder."""
+def make_project(tmp_path: Path) -> Path:
+    """A git + DVC project in TMP_PATH/project with this checkout's dvc.yaml, tiny params, a small
+    image folder (TMP_PATH/images) and its raw snapshot ingested and recorded in data.dvc.
+
+    Changes no process state (the working directory is restored): tests that need no Prefect
+    test server (tests/stack) build their project with it too.
+    """
     root = tmp_path / "project"
     root.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
@@ -86,13 +91,21 @@ def project(tmp_path, monkeypatch, prefect_server):
         else:
             full[section] = values
     (root / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     # The project's committed snapshot: ingest once and record data.dvc, as a user would.
     from ganpkg.data.ingest import ingest
     from pipelines.data import verify_raw_snapshot
 
-    ingest(load_config(root / "params.yaml").data)
-    verify_raw_snapshot(root, accept_new=True)
+    with contextlib.chdir(root):
+        ingest(load_config(root / "params.yaml").data)
+        verify_raw_snapshot(root, accept_new=True)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, prefect_server):
+    """make_project's project as the working directory, with a sqlite MLflow store inside it."""
+    root = make_project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return root
