@@ -7,7 +7,11 @@ statistics (warmed before timing, so neither side pays for the real images). The
 what a user without ganpkg's wrapper does: `ganpkg sample`-style PNG export, then a fresh
 `fidelity` process reading the PNGs back.
 
-    .venv/bin/python benchmarks/eval_speed.py [--n 5000] [--device cpu|cuda]
+    .venv/bin/python benchmarks/eval_speed.py [--n 10000] [--device cpu|cuda] [--random-inception]
+
+`--random-inception` times torch-fidelity's Inception-v3 network instead, with weights drawn at
+random (the real ones cannot be downloaded offline): the seconds are real, the metric values
+are not.
 
 The last line is `ratio: N.NN (...)`: baseline seconds / in-memory seconds (higher is better).
 """
@@ -54,10 +58,34 @@ def shapes(n: int, res: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
+def random_inception_weights(path: Path) -> str:
+    """torch-fidelity's Inception-v3 with random weights, saved to `path`; returns its sha256.
+
+    Timing only: the network is the one torch-fidelity runs, but its trained weights are a
+    download this machine cannot make, so the metric values it gives mean nothing.
+    """
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    from ganpkg.evaluation.protocol import sha256_file
+
+    cls = fe.FeatureExtractorInceptionV3
+    # Its constructor loads the trained weights; skip that and keep PyTorch's initialisation.
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(cls, "load_state_dict", lambda self, *a, **k: None):
+        net = cls("inception-v3-compat", ["2048", "logits_unbiased"])
+    torch.save(net.state_dict(), path)
+    return sha256_file(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=5000, help="generated samples per evaluation")
+    parser.add_argument("--n", type=int, default=10_000,
+                        help="generated samples per evaluation (eval.n_samples' default)")
     parser.add_argument("--n-real", type=int, default=5000, help="reference images")
+    parser.add_argument("--random-inception", action="store_true",
+                        help="time the Inception-v3 network (random weights) instead")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side (best kept)")
     args = parser.parse_args()
@@ -71,6 +99,13 @@ def main() -> None:
             domain=DomainExtractorConfig(weights=str(work / "domain.pt"), epochs=1),
         )
         info = train_domain_extractor(dataset, cfg, device=args.device)
+        extractor = f"ganpkg-domain (test accuracy {info['test_accuracy']:.3f})"
+        if args.random_inception:
+            path = work / "inception-random.pth"
+            cfg = cfg.model_copy(update={"extractor": "inception-v3-compat",
+                                         "inception_weights": str(path),
+                                         "inception_weights_sha256": random_inception_weights(path)})
+            extractor = "inception-v3-compat (random weights: timing only)"
         spec = resolve_extractor(cfg)
         torch.manual_seed(0)
         z_dim = ModelConfig().z_dim
@@ -114,8 +149,7 @@ def main() -> None:
         fid_base = results["baseline"]["frechet_inception_distance"]
         device = torch.cuda.get_device_name() if args.device == "cuda" else \
             f"CPU, {torch.get_num_threads()} threads"
-        print(f"extractor ganpkg-domain (test accuracy {info['test_accuracy']:.3f}), "
-              f"n={args.n}, reference n={len(dataset)}, device: {device}")
+        print(f"extractor {extractor}, n={args.n}, reference n={len(dataset)}, device: {device}")
         print(f"FID in memory {fid_ours:.6g} | via PNG + CLI {fid_base:.6g} "
               f"(relative difference {abs(fid_ours - fid_base) / abs(fid_base):.1e})")
         print(f"in-memory evaluation:  {t_ours:7.2f} s  ({t_ours * 10_000 / args.n:.2f} s per 10k "
@@ -123,7 +157,7 @@ def main() -> None:
         print(f"PNG export + fidelity: {t_base:7.2f} s  ({t_base * 10_000 / args.n:.2f} s per 10k "
               f"samples)")
         print(f"ratio: {t_base / t_ours:.2f} (in-memory evaluation vs PNG export + fidelity CLI, "
-              f"same extractor ganpkg-domain, n={args.n}, {device})")
+              f"same extractor {spec.extractor}, n={args.n}, {device})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,6 +1,6 @@
-"""`ganpkg run` (the retrain flow) and `ganpkg serve` (scheduled retraining).
+"""`ganpkg run` (the retrain flow), `ganpkg sweep` (parallel trials) and `ganpkg serve`.
 
-Both call into pipelines/ (Prefect, MLflow, DVC), imported lazily so that `ganpkg train` and
+They call into pipelines/ (Prefect, MLflow, DVC), imported lazily so that `ganpkg train` and
 friends work on a box that has only PyTorch.
 """
 
@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from ganpkg.cli_common import ConfigOpt, SetOpt, console, resolve_config
-
 
 # Prefect's temporary local server needs more than its default 20 s to start on a busy 2-core
 # machine; and offline, its telemetry only logs errors. Users' own settings win.
@@ -39,12 +38,57 @@ def register(app: typer.Typer) -> None:
         """The whole pipeline as one Prefect flow: data → prepare → train → evaluate → register."""
         resolve_config(config, set_)  # validate before starting Prefect (one-line errors)
         _prefect_defaults()
-        from pipelines.flows import retrain
-        from pipelines.main import print_outcome
+        from pipelines.early_server import EarlyServer, warm_imports
 
-        path = str(config) if config.exists() else None
-        outcome = retrain(config_path=path, overrides=list(set_ or []), force=force)
+        with EarlyServer() as server:
+            warm_imports()  # while the server starts, on the other core
+            from pipelines.flows import retrain
+            from pipelines.main import print_outcome
+
+            path = str(config) if config.exists() else None
+            with server.settings():
+                outcome = retrain(config_path=path, overrides=list(set_ or []), force=force)
         print_outcome(outcome, console)
+
+    @app.command()
+    def sweep(
+        config: ConfigOpt = Path("params.yaml"),
+        set_: SetOpt = None,
+        grid: Annotated[list[str] | None, typer.Option(
+            help="section.key=v1,v2,...: one trial per combination of all --grid values "
+                 "(repeatable).")] = None,
+        trial: Annotated[list[str] | None, typer.Option(
+            help="One more trial, its overrides space-separated: "
+                 "\"train.lr_g=1e-4 model.g_width=16\" (repeatable).")] = None,
+        max_parallel: Annotated[int, typer.Option(min=1, help="Trials running at once.")] = 2,
+    ) -> None:
+        """Hyperparameter sweep: each trial trains and evaluates as a flow run of its own.
+
+        Data is prepared once; trials are MLflow runs nested under one parent run; the best by
+        registry.primary_metric is registered and gated like `ganpkg run`. A failed trial is
+        reported, the sweep fails only if all do. Trials vary model.* and train.* keys.
+        Example (4 trials): ganpkg sweep --grid train.lr_g=1e-4,2e-4 --grid model.g_width=16,32.
+        On a work pool: `prefect deploy` pipelines/sweep.py:sweep (its trials run in its worker).
+        """
+        from ganpkg.sweep import check_trials, sweep_trials
+
+        trials = sweep_trials(grid or [], trial or [])
+        check_trials(trials, set_ or [])
+        for spec in trials:  # every trial validated before Prefect starts (one-line errors)
+            resolve_config(config, [*(set_ or []), *spec])
+        _prefect_defaults()
+        from pipelines.early_server import EarlyServer, warm_imports
+
+        with EarlyServer() as server:
+            warm_imports()  # while the server starts, on the other core
+            from pipelines.sweep import print_sweep
+            from pipelines.sweep import sweep as sweep_flow
+
+            path = str(config) if config.exists() else None
+            with server.settings():
+                outcome = sweep_flow(config_path=path, trials=trials,
+                                     overrides=list(set_ or []), max_parallel=max_parallel)
+        print_sweep(outcome, console)
 
     @app.command()
     def serve(

@@ -69,6 +69,9 @@ class TrainConfig(Section):
     ema_start_step: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    nproc_per_node: int = Field(
+        default=1, ge=1, description="processes (GPUs) on this node; >1 launches torchrun"
+    )
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA; ignored on CPU")
     channels_last: bool = True
     compile: bool = False

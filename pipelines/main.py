@@ -18,7 +18,13 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
         console.print(f"  {key:<28} {value:.4f}")
     seconds = outcome.get("seconds", {})
     if seconds:
-        console.print("  stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
+        stages = {k: v for k, v in seconds.items() if k != "flow"}
+        console.print("  stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
+    if "flow" in seconds:
+        # The flow's own overhead: its wall time less the time inside train and evaluate.
+        own = seconds["flow"] - seconds.get("train", 0) - seconds.get("evaluate", 0)
+        console.print(f"  flow {seconds['flow']:.0f}s, of which outside train and evaluate "
+                      f"{own:.0f}s ({100 * own / seconds['flow']:.1f}%)")
     console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)")
     console.print(f"sample it:    .venv/bin/ganpkg sample --model "
                   f"models:/{outcome['name']}@champion --n 64 --out grid.png")

@@ -238,13 +238,17 @@ def _user() -> str:
 
 # -- logging and registering the generator --------------------------------------------------
 def model_signature(z_dim: int, channels: int, resolution: int):
-    """z: float32 (N, z_dim) → image: float32 (N, C, H, W) in [-1, 1]."""
+    """z: float32 (N, z_dim) → image: float32 (N, C, H, W) in [-1, 1].
+
+    The input is left unnamed: a named tensor reaches the pyfunc flavour as a dict, which
+    MLflow's PyTorch pyfunc refuses, so serving (and the input example's check) would fail.
+    """
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype("float32"), (-1, z_dim), "z")]),
+        inputs=Schema([TensorSpec(np.dtype("float32"), (-1, z_dim))]),
         outputs=Schema([TensorSpec(np.dtype("float32"), (-1, channels, resolution, resolution),
                                    "image")]))
 

@@ -170,12 +170,16 @@ class MlflowTracker(NullCallback):
     def __init__(self, config: Config, *, tracking_uri: str | None = None,
                  flow_run_id: str | None = None, repo: str | Path = ".",
                  data_lineage: dict | None = None, system_metrics: bool = True,
-                 run_name: str | None = None, config_path: str | Path | None = None):
+                 run_name: str | None = None, config_path: str | Path | None = None,
+                 run_id: str | None = None, parent_run_id: str | None = None):
+        """``run_id`` attaches to a run another process created (torchrun's rank 0 logs to the
+        flow task's run); ``parent_run_id`` nests a new run under a sweep's parent run."""
         self.config, self.repo, self.flow_run_id = config, Path(repo), flow_run_id
         self.data_lineage, self.system_metrics, self.run_name = data_lineage, system_metrics, run_name
         self.config_path = Path(config_path) if config_path else None
         self.client = get_client(tracking_uri)
-        self.run_id: str | None = None
+        self.run_id: str | None = run_id
+        self.parent_run_id = parent_run_id
         self._monitor = None
         self._handler: logging.Handler | None = None
 
@@ -194,28 +198,36 @@ class MlflowTracker(NullCallback):
         except MlflowException:  # deleted, or another store: start afresh
             return None
 
-    def on_start(self, config: dict, run_dir: Path) -> None:
-        """Create (or resume) the run; log params, config file and lineage tags."""
+    def open_run(self, run_dir: Path) -> bool:
+        """Set ``run_id``: the given one (attach), run_dir's earlier run (resume) or a new one,
+        nested under ``parent_run_id`` when given. True when the run existed before."""
         run_dir = Path(run_dir)
-        resumed = self._resumable_run(run_dir)
+        if self.run_id is None:
+            self.run_id = self._resumable_run(run_dir)
+        if self.run_id is not None:
+            self.client.update_run(self.run_id, status="RUNNING")
+            return True
+        exp = ensure_experiment(self.client, experiment_name(self.config))
+        tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
+        self.run_id = self.client.create_run(exp, run_name=self.run_name, tags=tags).info.run_id
+        (run_dir / RUN_ID_FILE).write_text(json.dumps(
+            {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri}))
+        return False
+
+    def on_start(self, config: dict, run_dir: Path) -> None:
+        """Create (or resume, or attach to) the run; log params, config file and lineage tags."""
+        run_dir = Path(run_dir)
         tags = lineage_tags(self.config, self.repo, self.flow_run_id, self.data_lineage,
                             _device_of(self.config))
         tags["train.run_dir"] = str(run_dir)
-        if resumed:
-            self.run_id = resumed
-            self.client.update_run(resumed, status="RUNNING")
-        else:
-            exp = ensure_experiment(self.client, experiment_name(self.config))
-            self.run_id = self.client.create_run(exp, run_name=self.run_name).info.run_id
-            (run_dir / RUN_ID_FILE).write_text(json.dumps(
-                {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri}))
+        resumed = self.open_run(run_dir)
         self._start_log_file(run_dir)
         self._log_params(flatten(config), tags)
         self._log_config_files(run_dir)
         if self.system_metrics:
             self._start_system_metrics(resume=bool(resumed))
         _log.info("mlflow run %s (%s) started in %s", self.run_id,
-                  "resumed" if resumed else "new", run_dir)
+                  "existing" if resumed else "new", run_dir)
 
     def _log_params(self, params: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag

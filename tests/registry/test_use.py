@@ -44,6 +44,14 @@ def test_version_is_pt2_with_signature_card_and_lineage_tags(registered):
     assert info.signature.inputs.inputs[0].shape == (-1, 16)
     assert info.signature.outputs.inputs[0].shape == (-1, 1, 32, 32)
     assert info.saved_input_example_info is not None
+    # Servable as MLflow's generic pyfunc (what `mlflow models serve` runs): numpy z in.
+    import mlflow.pyfunc
+    import numpy as np
+
+    with using_tracking_uri(registered.uri):
+        served = mlflow.pyfunc.load_model(f"models:/ganpkg-generator/{mv.version}")
+    out = served.predict(np.random.default_rng(0).standard_normal((3, 16), dtype=np.float32))
+    assert np.asarray(out).shape == (3, 1, 32, 32)
 
 
 def test_sample_by_alias_in_a_fresh_process_with_only_mlflow_and_torch(registered, tmp_path):

@@ -1,0 +1,121 @@
+"""Training in child processes: ``launch`` (the flow task's side) and ``main`` (each rank's).
+
+The train task calls ``launch`` when ``train.nproc_per_node`` > 1: torchrun starts N ranks of
+``python -m pipelines.train_worker``. Sweeps launch one plain process per trial too, because
+trials training in threads of one process would share torch's global RNG (weight init races).
+
+The task creates (or resumes) the MLflow run; rank 0 attaches an MlflowTracker to it, so
+metrics, samples and checkpoints reach MLflow as in-process training does, and writes
+``RESULT_FILE`` for the task; the other ranks only compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "train_result.json"  # in train.run_dir, written by rank 0 when training finished
+LOG_FILE = "worker.log"  # every rank's stdout and stderr
+TAIL_LINES = 30
+# The line a Python traceback ends with, e.g. "ganpkg.training.TrainingDiverged: training ..."
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Diverged|Fault): \S.*)$")
+
+
+def worker_command(nproc: int) -> list[str]:
+    """torchrun (the one installed beside this Python) for several ranks, else plain Python."""
+    if nproc == 1:
+        return [sys.executable, "-m", "pipelines.train_worker"]
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        raise RuntimeError(f"torchrun not found beside {sys.executable}; install torch there")
+    return [torchrun, "--standalone", f"--nproc-per-node={nproc}", "-m", "pipelines.train_worker"]
+
+
+def launch(config, tracker, flow_run_id: str | None, lineage: dict[str, Any] | None,
+           fault_at_step: int | None = None) -> dict[str, Any]:
+    """Train in child processes; returns the train task's dict (run_id, checkpoint, step).
+
+    A non-zero exit marks the MLflow run FAILED and raises with the output's last lines.
+    """
+    from ganpkg.config import save_config
+
+    run_dir = Path(config.train.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker.open_run(run_dir)  # the run exists before the ranks start: a retry finds it again
+    config_path = run_dir / "config.yaml"
+    save_config(config, config_path)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)  # a stale one must not pass for this run's
+    cmd = worker_command(config.train.nproc_per_node) + [
+        "--config", str(config_path), "--run-id", tracker.run_id,
+        "--tracking-uri", tracker.client.tracking_uri, "--lineage", json.dumps(lineage or {})]
+    if flow_run_id:
+        cmd += ["--flow-run-id", flow_run_id]
+    if fault_at_step is not None:
+        cmd += ["--fault-at-step", str(fault_at_step)]
+    log = run_dir / LOG_FILE
+    with log.open("w") as out:
+        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    if code != 0:
+        client = tracker.client
+        client.log_artifact(tracker.run_id, str(log), "logs")
+        client.set_tag(tracker.run_id, "train.status", "FAILED")
+        client.set_terminated(tracker.run_id, "FAILED")
+        lines = log.read_text(errors="replace").splitlines()
+        causes = [m.group(1) for m in map(_EXCEPTION_LINE.match, lines) if m]
+        tail = "\n".join(lines[-TAIL_LINES:])
+        raise RuntimeError(f"training processes exited with code {code}: "
+                           f"{causes[-1] if causes else 'see below'}\n{log}, last lines:\n{tail}")
+    result = json.loads((run_dir / RESULT_FILE).read_text())
+    return {"run_id": tracker.run_id, "checkpoint": result["checkpoint"], "step": result["step"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One rank: train the saved config; rank 0 logs to the given MLflow run."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    # record: a failing rank's traceback goes to torchrun's summary (the output's last lines).
+    record(_main)(argv)
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.train_worker")
+    parser.add_argument("--config", required=True, help="resolved config (YAML)")
+    parser.add_argument("--run-id", required=True, help="MLflow run that rank 0 logs to")
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--lineage", default="{}", help="the flow's data lineage (JSON)")
+    parser.add_argument("--flow-run-id")
+    parser.add_argument("--fault-at-step", type=int)
+    args = parser.parse_args(argv)
+
+    from ganpkg.config import load_config
+    from ganpkg.training import train
+
+    config = load_config(args.config)
+    rank = int(os.environ.get("RANK", "0"))
+    callbacks = []
+    if rank == 0:
+        from pipelines.tracking import MlflowTracker
+
+        callbacks.append(MlflowTracker(config, tracking_uri=args.tracking_uri,
+                                       flow_run_id=args.flow_run_id,
+                                       data_lineage=json.loads(args.lineage), run_id=args.run_id))
+        if args.fault_at_step is not None:
+            from pipelines.flows import FaultOnce  # torchrun stops the other ranks with it
+
+            callbacks.append(FaultOnce(args.fault_at_step, Path(config.train.run_dir)))
+    result = train(config, callbacks)
+    if rank == 0:
+        body = {"checkpoint": str(result.checkpoint), "step": result.step,
+                "status": result.status, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        (Path(config.train.run_dir) / RESULT_FILE).write_text(json.dumps(body, indent=2))
+
+
+if __name__ == "__main__":
+    main()
