@@ -50,7 +50,7 @@ bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check ganpkg pipelines tests benchmarks
+	$(BIN)/ruff check ganpkg pipelines tests benchmarks infra
 
 clean:
 	rm -rf runs prepared .pytest_cache

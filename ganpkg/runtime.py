@@ -37,7 +37,7 @@ def select_device(preference: str) -> torch.device:
     if preference == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device is 'cuda' but no CUDA device is visible; use auto or cpu")
     if torch.cuda.is_available():
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
@@ -45,7 +45,7 @@ def select_device(preference: str) -> torch.device:
 def start_runtime(preference: str) -> Runtime:
     """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
     device = select_device(preference)
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Runtime(device)
     if not dist.is_initialized():

@@ -51,7 +51,7 @@ def _write_png(image: torch.Tensor, path: Path) -> Path:
 
 def images_to_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """float [-1, 1] N×C×H×W → one uint8 C×H×W grid, about square."""
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(len(images)))))
+    nrow = nrow or max(1, math.ceil(math.sqrt(len(images))))
     grid = make_grid(images, nrow=nrow, padding=2, pad_value=-1.0)
     if images.shape[1] == 1:
         grid = grid[:1]  # make_grid repeats grayscale to 3 channels

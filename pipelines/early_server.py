@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from pipelines.serve import api_answers
 
@@ -39,7 +40,7 @@ class EarlyServer:
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
 
-    def __enter__(self) -> EarlyServer:
+    def __enter__(self) -> Self:
         if os.environ.get("PREFECT_API_URL"):
             return self  # the user's server
         spec = importlib.util.find_spec("prefect")
@@ -68,7 +69,7 @@ class EarlyServer:
             self.stop()
             yield
             return
-        timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
+        timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
         deadline = time.monotonic() + timeout
         while not api_answers(self.url, timeout_s=1.0):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -112,7 +113,7 @@ def warm_imports() -> None:
     Called between starting the early server and waiting for it, so these seconds of imports
     overlap with the server's start-up instead of adding to it.
     """
-    import ganpkg.evaluation.fidelity  # noqa: F401  torch, torch-fidelity
-    import ganpkg.training  # noqa: F401
-    import pipelines.flows  # noqa: F401  prefect
-    import pipelines.tracking  # noqa: F401  mlflow
+    # torch and torch-fidelity, the training loop, prefect, mlflow
+    for module in ("ganpkg.evaluation.fidelity", "ganpkg.training", "pipelines.flows",
+                   "pipelines.tracking"):
+        importlib.import_module(module)

@@ -48,7 +48,7 @@ def ensure_concurrency_limit(name: str, limit: int = 1) -> None:
         try:
             client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=name, limit=limit))
-        except Exception:
+        except Exception:  # noqa: BLE001  the error type depends on the server's database
             # Two flows starting together both try to create it; one wins (409 or a unique
             # constraint error, depending on the server's database). Then it exists.
             client.read_global_concurrency_limit_by_name(name)

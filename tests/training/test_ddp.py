@@ -36,7 +36,7 @@ def test_two_rank_step_matches_single_process(tmp_path, tiny_overrides):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     proc = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node=2", "-m", "ganpkg", "train", "-c", str(params)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     for step in (1, 2):

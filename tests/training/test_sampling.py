@@ -14,7 +14,7 @@ from ganpkg.training import train
 
 def sample(*args):
     return subprocess.run([sys.executable, "-m", "ganpkg", "sample", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_sample_grid_folder_and_interpolation(tmp_path, tiny_config):
