@@ -4,9 +4,11 @@ Same data (MNIST, prepared by ganpkg at the params.yaml resolution), same CPU th
 evaluation (ganpkg's domain extractor, the same protocol and n). ganpkg trains its default
 config (params.yaml's model/train sections) for train.total_steps; its wall-clock T is the
 budget the reference then gets: the pytorch/examples DCGAN (BCE, Adam 2e-4/0.5, batch 64,
-no EMA), trained until T has passed. Repeated for each seed.
+no EMA), trained until T has passed, then evaluated in its better BatchNorm mode (running
+averages, or batch statistics as the example's own samples use). Repeated for each seed.
 
     .venv/bin/python benchmarks/quality_at_budget.py [--seeds 0 1] [--n 5000] [--steps N]
+        [--grids DIR]   # 64-sample grids of both sides per seed, to look at what the FIDs say
 
 Last line: `ratio: N.NN (...)` = reference FID / ganpkg FID (geometric mean over seeds).
 """
@@ -65,13 +67,19 @@ def examples_dcgan(nz: int, nc: int, ngf: int = 64, ndf: int = 64) -> tuple[nn.M
 
 
 class Latent(nn.Module):
-    """(N, nz) → (N, nz, 1, 1), so the example's G has the ganpkg generator contract."""
+    """(N, nz) → (N, nz, 1, 1), so the example's G has the ganpkg generator contract.
+
+    ``batch_stats``: BatchNorm uses the batch's statistics, as pytorch/examples' own samples do
+    (it never calls eval()); otherwise the running averages, as after eval().
+    """
 
     def __init__(self, g: nn.Module, nz: int):
         super().__init__()
-        self.g, self.nz = g, nz
+        self.g, self.nz, self.batch_stats = g, nz, False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.batch_stats:
+            self.g.train()  # torch-fidelity's wrapper calls eval() on what it samples
         return self.g(z.view(-1, self.nz, 1, 1))
 
 
@@ -109,6 +117,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="generated samples per evaluation")
     parser.add_argument("--steps", type=int, default=None, help="override train.total_steps")
     parser.add_argument("--work", default=None, help="keep data/extractor here (reused)")
+    parser.add_argument("--grids", default=None, help="save both sides' sample grids here")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="ganpkg-quality-"))
     overrides = [f"data.raw_dir={work / 'data'}", f"data.prepared_dir={work / 'prepared'}",
@@ -141,9 +150,23 @@ def main() -> None:
             fid_ours = evaluate_generator(ours, info["z_dim"], dataset, cfg.eval,
                                           spec=spec).metrics["fid_domain"]
             ref, ref_steps = train_reference(dataset, cfg.model.z_dim, seed, budget)
-            fid_ref = evaluate_generator(ref, cfg.model.z_dim, dataset, cfg.eval,
-                                         spec=spec).metrics["fid_domain"]
+            # The baseline gets its better sampling mode: running averages or batch statistics.
+            fids = {}
+            for batch_stats in (False, True):
+                ref.batch_stats = batch_stats
+                fids[batch_stats] = evaluate_generator(ref, cfg.model.z_dim, dataset, cfg.eval,
+                                                       spec=spec).metrics["fid_domain"]
+            ref.batch_stats = min(fids, key=fids.get)
+            fid_ref = fids[ref.batch_stats]
+            print(f"seed {seed}: reference FID with BatchNorm running averages "
+                  f"{fids[False]:.4g}, with batch statistics {fids[True]:.4g}", flush=True)
             rows.append((seed, budget, result.step, ref_steps, fid_ours, fid_ref))
+            if args.grids:
+                from ganpkg.sampling import fixed_noise, save_grid
+
+                z = fixed_noise(64, cfg.model.z_dim, seed)
+                save_grid(ours, z, Path(args.grids) / f"seed{seed}-ganpkg.png")
+                save_grid(ref, z, Path(args.grids) / f"seed{seed}-reference.png")
             print(f"seed {seed}: budget {budget:.0f} s | ganpkg {result.step} steps, "
                   f"FID {fid_ours:.4g} | reference {ref_steps} steps, FID {fid_ref:.4g} | "
                   f"ratio {fid_ref / fid_ours:.2f}", flush=True)
