@@ -29,6 +29,7 @@ import torch
 
 from ganpkg.config import DomainExtractorConfig, EvalConfig, ModelConfig
 from ganpkg.data.prepared import open_prepared, write_prepared
+from ganpkg.synthetic import labelled_shapes
 from ganpkg.evaluation.extractor_domain import train_domain_extractor
 from ganpkg.evaluation.fidelity import calculate
 from ganpkg.evaluation.fidelity_cli import cli_args, run_fidelity_cli
@@ -40,22 +41,6 @@ from ganpkg.evaluation.reference_stats import (
 from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.networks import build_generator
 from ganpkg.sampling import save_images
-
-
-def shapes(n: int, res: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Digit-like labelled data: bars, discs and diagonals at random places (no download)."""
-    rng = np.random.RandomState(seed)
-    labels = rng.randint(0, 4, n)
-    yy, xx = np.mgrid[0:res, 0:res]
-    images = np.empty((n, 1, res, res), np.uint8)
-    for i, c in enumerate(labels):
-        cx, cy = rng.uniform(res / 4, 3 * res / 4, 2)
-        s = rng.uniform(res / 16, res / 8)
-        mask = [np.abs(yy - cy) < s, np.abs(xx - cx) < s,
-                (xx - cx) ** 2 + (yy - cy) ** 2 < 4 * s * s, np.abs((xx - cx) - (yy - cy)) < s][c]
-        images[i, 0] = np.clip(mask * rng.uniform(150, 230) + rng.uniform(0, 25, (res, res)), 0,
-                               255)
-    return images, labels
 
 
 def random_inception_weights(path: Path) -> str:
@@ -91,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ganpkg-eval-speed-"))
     try:
-        images, labels = shapes(args.n_real)
+        images, labels = labelled_shapes(args.n_real)
         dataset = open_prepared(write_prepared(work / "prepared", images, labels, {}))
         cfg = EvalConfig(
             extractor="domain", n_samples=args.n, batch_size=200, device=args.device,

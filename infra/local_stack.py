@@ -216,6 +216,7 @@ def read_env(stack: str | Path = ".stack") -> dict[str, str]:
 
 
 def running(stack: Path) -> dict[str, int]:
+    """Services whose PID file names a live process: {name: pid}."""
     pids = {}
     for name in SERVICES:
         pid_file = stack / f"{name}.pid"
@@ -392,15 +393,10 @@ def down(stack: str | Path = ".stack", quiet: bool = False, purge: bool = False)
     """
     stack = Path(stack).resolve()
     state = load_state(stack)
-    pids = {}
-    for name in SERVICES:
-        pid_file = stack / f"{name}.pid"
-        if pid_file.is_file():
-            pid = int(pid_file.read_text().split()[0])
-            if pid_alive(pid):
-                pids[name] = pid
-                if not quiet:
-                    say(f"{name}: stopping PID {pid}")
+    pids = running(stack)
+    if not quiet:
+        for name, pid in pids.items():
+            say(f"{name}: stopping PID {pid}")
     # The servers together first, then the database they were using.
     stop_pids([pid for name, pid in pids.items() if name != "postgres"])
     if "postgres" in pids:

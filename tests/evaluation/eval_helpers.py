@@ -8,24 +8,15 @@ import numpy as np
 import torch
 
 from ganpkg.config import DomainExtractorConfig, EvalConfig
+from ganpkg.synthetic import labelled_shapes
 
 RES = 32
 N_IMAGES = 600
 
 
 def make_shapes(n: int, seed: int, res: int = RES) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 n×1×res×res images of bars, discs and diagonals at random places, with labels."""
-    rng = np.random.RandomState(seed)
-    labels = rng.randint(0, 4, n)
-    yy, xx = np.mgrid[0:res, 0:res]
-    images = np.empty((n, 1, res, res), np.uint8)
-    for i, c in enumerate(labels):
-        cx, cy = rng.uniform(res / 4, 3 * res / 4, 2)
-        s = rng.uniform(res / 16, res / 8)
-        mask = [np.abs(yy - cy) < s, np.abs(xx - cx) < s, (xx - cx) ** 2 + (yy - cy) ** 2 < 4 * s * s,
-                np.abs((xx - cx) - (yy - cy)) < s][c]
-        images[i, 0] = np.clip(mask * rng.uniform(150, 230) + rng.uniform(0, 25, (res, res)), 0, 255)
-    return images, labels
+    """uint8 n×1×res×res labelled shapes (ganpkg.synthetic)."""
+    return labelled_shapes(n, seed, res)
 
 
 def tiny_eval_config(tmp: Path, **overrides) -> EvalConfig:
