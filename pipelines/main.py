@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +26,10 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
         own = seconds["flow"] - seconds.get("train", 0) - seconds.get("evaluate", 0)
         console.print(f"  flow {seconds['flow']:.0f}s, of which outside train and evaluate "
                       f"{own:.0f}s ({100 * own / seconds['flow']:.1f}%)")
-    console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)")
+    server = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if server.startswith(("http://", "https://")):  # `make ui` would show the local store
+        console.print(f"look at it:   {server}   (MLflow UI of the tracking server)")
+    else:
+        console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)")
     console.print(f"sample it:    .venv/bin/ganpkg sample --model "
                   f"models:/{outcome['name']}@champion --n 64 --out grid.png")
