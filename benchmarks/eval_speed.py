@@ -29,7 +29,6 @@ import torch
 
 from ganpkg.config import DomainExtractorConfig, EvalConfig, ModelConfig
 from ganpkg.data.prepared import open_prepared, write_prepared
-from ganpkg.synthetic import labelled_shapes
 from ganpkg.evaluation.extractor_domain import train_domain_extractor
 from ganpkg.evaluation.fidelity import calculate
 from ganpkg.evaluation.fidelity_cli import cli_args, run_fidelity_cli
@@ -41,6 +40,7 @@ from ganpkg.evaluation.reference_stats import (
 from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.networks import build_generator
 from ganpkg.sampling import save_images
+from ganpkg.synthetic import labelled_shapes
 
 
 def random_inception_weights(path: Path) -> str:
