@@ -32,11 +32,7 @@ from ganpkg.data.prepared import open_prepared, write_prepared
 from ganpkg.evaluation.extractor_domain import train_domain_extractor
 from ganpkg.evaluation.fidelity import calculate
 from ganpkg.evaluation.fidelity_cli import cli_args, run_fidelity_cli
-from ganpkg.evaluation.reference_stats import (
-    prepared_md5,
-    reference_cache_name,
-    reference_indices,
-)
+from ganpkg.evaluation.reference_stats import reference_indices, reference_input
 from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.networks import build_generator
 from ganpkg.sampling import save_images
@@ -104,8 +100,7 @@ def main() -> None:
         for j, i in enumerate(reference_indices(len(dataset), cfg)):
             Image.fromarray(dataset.images[i, 0]).save(reals / f"real-{j:06d}.png")
         calculate(g, dataset, cfg.model_copy(update={"n_samples": 200}), spec, z_dim=z_dim)
-        cache_name = reference_cache_name(prepared_md5(dataset), cfg.reference_split,
-                                          len(dataset), spec.weights_sha256, cfg.holdout_fraction)
+        cache_name = reference_input(dataset, cfg, spec)[1]
 
         def ours() -> dict:
             return calculate(g, dataset, cfg, spec, z_dim=z_dim).raw

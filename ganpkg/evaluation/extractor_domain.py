@@ -10,8 +10,6 @@ Its file is a weights-only ``torch.save`` (no pickle) with the metadata needed t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from ganpkg.checkpoint import save_atomic
 from ganpkg.config import EvalConfig
 from ganpkg.data.prepared import PreparedDataset, uint8_to_float
 from ganpkg.errors import UserError
@@ -183,12 +182,8 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
         "data_md5": prepared_md5(dataset), "test_accuracy": accuracy,
         "n_train": len(splits["train"]), "n_test": len(splits["holdout"]),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
     state = {k: v.cpu() for k, v in net.state_dict().items()}
-    torch.save({**meta, "state_dict": state}, tmp)
-    os.replace(tmp, out)
+    save_atomic({**meta, "state_dict": state}, out)
     info = {**meta, "weights": str(out), "sha256": sha256_file(out)}
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(info, indent=2, sort_keys=True))

@@ -24,11 +24,9 @@ from ganpkg.errors import UserError
 from ganpkg.evaluation.memorization import MemorizationReport, memorization_check
 from ganpkg.evaluation.protocol import EvalProtocol, metric_name, name_metrics
 from ganpkg.evaluation.reference_stats import (
-    UInt8Images,
     fidelity_device_kwargs,
     prepared_md5,
-    reference_cache_name,
-    reference_indices,
+    reference_input,
 )
 from ganpkg.evaluation.weights import ExtractorSpec, resolve_extractor
 
@@ -95,15 +93,12 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
         n = cfg.n_samples
     else:
         input1, n = samples, len(samples)
-    indices = reference_indices(len(dataset), cfg)
-    data_md5 = prepared_md5(dataset)
+    reference, reference_name = reference_input(dataset, cfg, spec)
     # KID draws subsets of this size from both sides; small protocols cap it (recorded).
-    kid_subset_size = min(cfg.kid_subset_size, n, len(indices))
+    kid_subset_size = min(cfg.kid_subset_size, n, len(reference))
     kwargs = dict(
         input1=input1, input1_model_num_samples=n,
-        input2=UInt8Images(dataset.images, indices),
-        input2_cache_name=reference_cache_name(data_md5, cfg.reference_split, len(indices),
-                                               spec.weights_sha256, cfg.holdout_fraction),
+        input2=reference, input2_cache_name=reference_name,
         feature_extractor=spec.fidelity_name, feature_extractor_weights_path=spec.weights_path,
         fid=cfg.fid, isc=cfg.isc, kid=cfg.kid, prc=cfg.prc, batch_size=cfg.batch_size,
         rng_seed=cfg.seed, isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets,
@@ -118,8 +113,8 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
         raise UserError(f"torch-fidelity: {err}") from None
     protocol = EvalProtocol(
         extractor=spec.extractor, extractor_weights_sha256=spec.weights_sha256, n_samples=n,
-        seed=cfg.seed, reference_split=cfg.reference_split, reference_n=len(indices),
-        reference_md5=data_md5, resize=spec.resize(dataset.resolution),
+        seed=cfg.seed, reference_split=cfg.reference_split, reference_n=len(reference),
+        reference_md5=prepared_md5(dataset), resize=spec.resize(dataset.resolution),
         isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets, kid_subset_size=kid_subset_size,
         prc_neighborhood=cfg.prc_neighborhood, torch_fidelity=_fidelity_version(),
         extractor_test_accuracy=spec.test_accuracy,

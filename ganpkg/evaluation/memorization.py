@@ -27,6 +27,7 @@ from ganpkg.config import EvalConfig
 from ganpkg.data.prepared import PreparedDataset
 from ganpkg.evaluation.reference_stats import (
     UInt8Images,
+    fid_layer,
     fidelity_device_kwargs,
     reference_features,
 )
@@ -125,16 +126,15 @@ def memorization_check(sampler: nn.Module, z_dim: int, dataset: PreparedDataset,
     resolved extractor. The training images' features come through torch-fidelity's cache.
     With ``out_dir``, the closest pairs are saved there as ``memorization_pairs.png``.
     """
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
     from torch_fidelity.utils import create_feature_extractor
 
-    layer = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name].get_default_feature_layer_for_metric(
-        "fid")
-    train = reference_features(dataset, cfg, spec, split="all", layers=[layer])[layer]
+    layer = fid_layer(spec)
     cuda = fidelity_device_kwargs(cfg.device)["cuda"]
     device = torch.device("cuda" if cuda else "cpu")
+    # One extractor (one weights load) for the training images and the samples.
     extractor = create_feature_extractor(spec.fidelity_name, [layer], cuda=cuda, verbose=False,
                                          feature_extractor_weights_path=spec.weights_path)
+    train = reference_features(dataset, cfg, spec, split="all", extractor=extractor)[layer]
     sampler = sampler.to(device).eval()
     images = generated_uint8(sampler, z_dim, cfg.memorization_n_samples, cfg.seed,
                              cfg.batch_size, device)

@@ -95,37 +95,51 @@ def fidelity_device_kwargs(device: str) -> dict:
     return {"cuda": device != "cpu" and torch.cuda.is_available()}
 
 
+def fid_layer(spec) -> str:
+    """The extractor's feature layer that FID, KID, PR and the memorization check use."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    return FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name].get_default_feature_layer_for_metric(
+        "fid")
+
+
+def reference_input(dataset: PreparedDataset, cfg: EvalConfig, spec,
+                    split: str | None = None) -> tuple[UInt8Images, str]:
+    """The reference images (eval.reference_split, or `split` uncapped) and their cache name."""
+    if split is None:
+        indices = reference_indices(len(dataset), cfg)
+        split = cfg.reference_split
+    else:
+        indices = split_indices(len(dataset), cfg.holdout_fraction)[split]
+    name = reference_cache_name(prepared_md5(dataset), split, len(indices), spec.weights_sha256,
+                                cfg.holdout_fraction)
+    return UInt8Images(dataset.images, indices), name
+
+
 def reference_features(dataset: PreparedDataset, cfg: EvalConfig, spec, split: str | None = None,
-                       layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+                       layers: list[str] | None = None,
+                       extractor=None) -> dict[str, torch.Tensor]:
     """Features of the reference images (or of `split`, uncapped), through torch-fidelity's cache.
 
-    ``spec`` is the resolved ``weights.ExtractorSpec``. Used by the memorization check, whose
-    search set is every training image; with reference_split `all` this is the same cache
-    entry the metrics wrote, so nothing is extracted twice.
+    ``spec`` is the resolved ``weights.ExtractorSpec``; ``extractor`` one already built for
+    ``layers`` (else it is built here). Used by the memorization check, whose search set is
+    every training image; with reference_split `all` this is the same cache entry the metrics
+    wrote, so nothing is extracted twice.
     """
     from torch_fidelity.utils import (
         create_feature_extractor,
         extract_featuresdict_from_input_id_cached,
     )
 
-    if split is None:
-        indices = reference_indices(len(dataset), cfg)
-        split = cfg.reference_split
-    else:
-        indices = split_indices(len(dataset), cfg.holdout_fraction)[split]
+    images, name = reference_input(dataset, cfg, spec, split)
     kwargs = dict(
-        input2=UInt8Images(dataset.images, indices),
-        input2_cache_name=reference_cache_name(prepared_md5(dataset), split, len(indices),
-                                               spec.weights_sha256, cfg.holdout_fraction),
+        input2=images, input2_cache_name=name,
         cache_root=cfg.cache_dir, batch_size=cfg.batch_size, verbose=False, save_cpu_ram=True,
         feature_extractor_weights_path=spec.weights_path, **fidelity_device_kwargs(cfg.device),
     )
-    if layers is None:
-        from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-
-        layers = [FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name]
-                  .get_default_feature_layer_for_metric("fid")]
-    extractor = create_feature_extractor(spec.fidelity_name, layers, **kwargs)
+    if extractor is None:
+        extractor = create_feature_extractor(spec.fidelity_name, layers or [fid_layer(spec)],
+                                             **kwargs)
     return extract_featuresdict_from_input_id_cached(2, extractor, **kwargs)
 
 
@@ -136,14 +150,10 @@ def reference_statistics(dataset: PreparedDataset, cfg: EvalConfig, spec) -> dic
     for the generated samples.
     """
     from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    layer = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name].get_default_feature_layer_for_metric(
-        "fid")
+    layer = fid_layer(spec)
     features = reference_features(dataset, cfg, spec, layers=[layer])
-    indices = reference_indices(len(dataset), cfg)
-    name = reference_cache_name(prepared_md5(dataset), cfg.reference_split, len(indices),
-                                spec.weights_sha256, cfg.holdout_fraction)
+    name = reference_input(dataset, cfg, spec)[1]
     # torch-fidelity only asks the extractor for its name here; don't load the weights twice.
     named = SimpleNamespace(get_name=lambda: spec.fidelity_name)
     return fid_featuresdict_to_statistics_cached(features, name, named, layer,
