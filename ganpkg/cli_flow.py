@@ -5,8 +5,9 @@ friends work on a box that has only PyTorch.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +26,23 @@ def _prefect_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+def _config_path(config: Path) -> str | None:
+    """What the flows get: the params file, or None for the embedded defaults."""
+    return str(config) if config.exists() else None
+
+
+def _in_prefect(start: Callable[[], Any]) -> Any:
+    """``start()`` (it imports and calls a flow) against Prefect's temporary server, started
+    first so that its start-up overlaps the heavy imports; a configured API URL wins."""
+    _prefect_defaults()
+    from pipelines.early_server import EarlyServer, warm_imports
+
+    with EarlyServer() as server:
+        warm_imports()  # while the server starts, on the other core
+        with server.settings():
+            return start()
+
+
 def register(app: typer.Typer) -> None:
     """Add the orchestration commands to the main app."""
 
@@ -37,17 +55,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The whole pipeline as one Prefect flow: data → prepare → train → evaluate → register."""
         resolve_config(config, set_)  # validate before starting Prefect (one-line errors)
-        _prefect_defaults()
-        from pipelines.early_server import EarlyServer, warm_imports
 
-        with EarlyServer() as server:
-            warm_imports()  # while the server starts, on the other core
+        def start() -> dict:
             from pipelines.flows import retrain
-            from pipelines.main import print_outcome
 
-            path = str(config) if config.exists() else None
-            with server.settings():
-                outcome = retrain(config_path=path, overrides=list(set_ or []), force=force)
+            return retrain(config_path=_config_path(config), overrides=list(set_ or []),
+                           force=force)
+
+        outcome = _in_prefect(start)
+        from pipelines.main import print_outcome
+
         print_outcome(outcome, console)
 
     @app.command()
@@ -76,18 +93,16 @@ def register(app: typer.Typer) -> None:
         check_trials(trials, set_ or [])
         for spec in trials:  # every trial validated before Prefect starts (one-line errors)
             resolve_config(config, [*(set_ or []), *spec])
-        _prefect_defaults()
-        from pipelines.early_server import EarlyServer, warm_imports
 
-        with EarlyServer() as server:
-            warm_imports()  # while the server starts, on the other core
-            from pipelines.sweep import print_sweep
+        def start() -> dict:
             from pipelines.sweep import sweep as sweep_flow
 
-            path = str(config) if config.exists() else None
-            with server.settings():
-                outcome = sweep_flow(config_path=path, trials=trials,
-                                     overrides=list(set_ or []), max_parallel=max_parallel)
+            return sweep_flow(config_path=_config_path(config), trials=trials,
+                              overrides=list(set_ or []), max_parallel=max_parallel)
+
+        outcome = _in_prefect(start)
+        from pipelines.sweep import print_sweep
+
         print_sweep(outcome, console)
 
     @app.command()
@@ -105,5 +120,5 @@ def register(app: typer.Typer) -> None:
         _prefect_defaults()
         from pipelines.serve import serve_retrain
 
-        serve_retrain(cfg, config_path=str(config) if config.exists() else None,
+        serve_retrain(cfg, config_path=_config_path(config),
                       overrides=list(set_ or []), name=name)

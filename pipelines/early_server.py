@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-from pipelines.serve import api_answers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from pipelines.serve import free_port, wait_answering
 
 
 class EarlyServer:
@@ -45,7 +37,7 @@ class EarlyServer:
             return self  # the user's server
         spec = importlib.util.find_spec("prefect")
         assert spec and spec.origin, "prefect is not installed"
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}/api"
         # The flags Prefect's own temporary server sets: no UI, ephemeral mode.
         env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1",
@@ -70,15 +62,12 @@ class EarlyServer:
             yield
             return
         timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
-        deadline = time.monotonic() + timeout
-        while not api_answers(self.url, timeout_s=1.0):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                code = self.proc.poll()
-                self.stop()
-                raise RuntimeError(f"Prefect's temporary server at {self.url} did not start "
-                                   f"within {timeout:.0f} s (exit code {code}); set "
-                                   f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher")
-            time.sleep(0.1)
+        if not wait_answering(self.proc, self.url, timeout):
+            code = self.proc.poll()
+            self.stop()
+            raise RuntimeError(f"Prefect's temporary server at {self.url} did not start "
+                               f"within {timeout:.0f} s (exit code {code}); set "
+                               f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher")
         print(f"Prefect: temporary server on {self.url[:-4]}", flush=True)
         with temporary_settings(updates={PREFECT_API_URL: self.url}):
             try:

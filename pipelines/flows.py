@@ -147,11 +147,8 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     run_key = flow_run.get_name() or time.strftime("%Y%m%d-%H%M%S")
     config = resolve_run_config(config_path, overrides or [], run_key)
     check_ready(config)  # offline weights, gate metric: fail before any work
-    for name in (WORKSPACE_LIMIT, REGISTRY_LIMIT):
-        ensure_concurrency_limit(name)
-    with clock("data"), concurrency(WORKSPACE_LIMIT, occupy=1, strict=True):
-        sync_data(config)
-        lineage = prepare_data()
+    with clock("data"):
+        lineage = sync_and_prepare(config)
     go, reason = should_train(config, lineage, force)
     if not go:
         logger.info("nothing changed: %s", reason)
@@ -168,6 +165,18 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     return {"status": "trained", "reason": reason, **registered,
             "run_id": trained["run_id"], "metrics": evaluated["metrics"],
             "seconds": {**clock.seconds, "flow": clock.total()}}
+
+
+def sync_and_prepare(config: Config) -> dict[str, Any]:
+    """The data stage under the workspace lock (DVC locks the workspace); its lineage.
+
+    Also makes sure both concurrency limits exist, so the registration later finds its own.
+    """
+    for name in (WORKSPACE_LIMIT, REGISTRY_LIMIT):
+        ensure_concurrency_limit(name)
+    with concurrency(WORKSPACE_LIMIT, occupy=1, strict=True):
+        sync_data(config)
+        return prepare_data()
 
 
 def check_ready(config: Config) -> None:

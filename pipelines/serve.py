@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,24 @@ def api_answers(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def wait_answering(proc: subprocess.Popen, url: str, timeout_s: float,
+                   interval_s: float = 0.1) -> bool:
+    """Poll ``url``'s health check: True once it answers, False if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not api_answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(interval_s)
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_local_server(url: str = LOCAL_API, wait_s: float = 90.0) -> subprocess.Popen:
     """`prefect server start` on 127.0.0.1:4200 in the background; returns once it answers."""
     prefect = str(Path(sys.executable).with_name("prefect"))
@@ -30,12 +49,9 @@ def start_local_server(url: str = LOCAL_API, wait_s: float = 90.0) -> subprocess
     proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + wait_s
-    while not api_answers(url):
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"prefect server did not answer at {url} within {wait_s:.0f}s")
-        time.sleep(1)
+    if not wait_answering(proc, url, wait_s, interval_s=1.0):
+        proc.kill()
+        raise RuntimeError(f"prefect server did not answer at {url} within {wait_s:.0f}s")
     return proc
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from rich.console import Console
@@ -31,17 +30,13 @@ from rich.console import Console
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.sweep import check_trials
 from pipelines.flows import (
-    REGISTRY_LIMIT,
-    WORKSPACE_LIMIT,
     check_ready,
     evaluate_model,
-    prepare_data,
     register_model,
     resolve_run_config,
-    sync_data,
+    sync_and_prepare,
     train_model,
 )
-from pipelines.policy import ensure_concurrency_limit
 from pipelines.tracking import (
     RUN_ID_FILE,
     data_tags,
@@ -92,11 +87,7 @@ def sweep(config_path: str | None = "params.yaml", trials: list[list[str]] | Non
                for i, spec in enumerate(specs)]
     base = configs[0]
     check_ready(base)  # trials share eval and registry: one check holds for all
-    for name in (WORKSPACE_LIMIT, REGISTRY_LIMIT):
-        ensure_concurrency_limit(name)
-    with concurrency(WORKSPACE_LIMIT, occupy=1, strict=True):
-        sync_data(base)
-        lineage = prepare_data()
+    lineage = sync_and_prepare(base)
     metric = base.registry.primary_metric
     parent = open_parent_run(base, str(flow_run.get_id()), lineage, sweep_key, len(trials))
     print(f"sweep {sweep_key}: {len(trials)} trials, {max_parallel} at a time, best by {metric}")

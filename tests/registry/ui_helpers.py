@@ -3,22 +3,14 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from pipelines.serve import free_port, wait_answering
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))
                  if p), None)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(uri: str, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -35,14 +27,7 @@ def start_server(uri: str, log_path: Path) -> tuple[subprocess.Popen, str]:
 
 def wait_healthy(server: subprocess.Popen, base: str, timeout_s: float = 120) -> bool:
     """True once /health answers; False if the server died or the time ran out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            urllib.request.urlopen(f"{base}/health", timeout=2)
-            return True
-        except OSError:
-            time.sleep(0.5)
-    return False
+    return wait_answering(server, base, timeout_s, interval_s=0.5)
 
 
 def stop_server(server: subprocess.Popen) -> None:
