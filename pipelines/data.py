@@ -126,7 +126,7 @@ def verify_raw_snapshot(repo: str | Path = ".", accept_new: bool = False) -> str
 
 def repro_prepare(repo: str | Path = ".") -> str:
     """``dvc repro prepare`` (a no-op when nothing it reads changed); returns DVC's output."""
-    return run_dvc(["repro", "prepare"], repo).stdout
+    return repro(repo, "prepare")
 
 
 def push(repo: str | Path = ".", remote: str | None = None) -> str:
@@ -151,9 +151,9 @@ def sync(config: DataConfig, repo: str | Path = ".") -> str:
     return verify_raw_snapshot(repo)
 
 
-def repro(repo: str | Path = ".") -> str:
-    """``dvc repro`` of every stage (each skipped when nothing it reads changed)."""
-    return run_dvc(["repro"], repo).stdout
+def repro(repo: str | Path = ".", *stages: str) -> str:
+    """``dvc repro`` of these stages, or of all (each skipped when nothing it reads changed)."""
+    return run_dvc(["repro", *stages], repo).stdout
 
 
 def data_lineage(repo: str | Path = ".", hash_workspace: bool = False) -> dict[str, Any]:

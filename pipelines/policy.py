@@ -10,15 +10,13 @@ from ganpkg.config import Config
 def champion_changes(config: Config, lineage: dict[str, Any],
                      tracking_uri: str | None = None) -> tuple[bool, str]:
     """(train?, why): train when the data version or the config differs from the champion's."""
-    from mlflow.exceptions import MlflowException
-
+    from pipelines.registry import CHAMPION, alias_version
     from pipelines.tracking import get_client
 
     client = get_client(tracking_uri)
     name = config.registry.model_name
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
+    champion = alias_version(client, name, CHAMPION)
+    if champion is None:
         return True, f"no champion of {name} yet"
     tags = champion.tags
     changes = []

@@ -22,13 +22,14 @@ from typing import Any
 
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
-from pipelines.tracking import get_client, protocol_tags, using_tracking_uri
+from ganpkg.evaluation.protocol import FREE_FIELDS, protocol_tags
+from pipelines.tracking import get_client, using_tracking_uri
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 # Run tags copied onto each version: where it came from, without opening the run.
 LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
-# Protocol fields that may differ between two comparable measurements (EvalProtocol agrees).
-PROTOCOL_FREE = {"eval.seed", "eval.extractor_test_accuracy"}
+# Protocol tags that may differ between two comparable measurements.
+PROTOCOL_FREE = {f"eval.{field}" for field in FREE_FIELDS}
 GRID_SEED = 0
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from ganpkg.callbacks import NullCallback
 from ganpkg.config import Config
 from ganpkg.errors import UserError
+from ganpkg.evaluation.protocol import protocol_tags
 from pipelines.registry_load import resolve_tracking_uri
 
 RUN_ID_FILE = "mlflow_run.json"  # in train.run_dir: a resumed training continues its MLflow run
@@ -340,8 +341,4 @@ def log_evaluation(run_id: str, metrics: dict[str, float], protocol: dict[str, A
         if Path(path).is_file():
             client.log_artifact(run_id, str(path), "evaluation")
 
-
-def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
-    """The evaluation protocol as string tags ``eval.<field>`` (run and model version alike)."""
-    return {f"eval.{k}": "" if v is None else str(v) for k, v in protocol.items()}
 

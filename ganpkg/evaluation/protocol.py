@@ -69,16 +69,21 @@ class EvalProtocol:
         """Plain dict (JSON-able), e.g. for metrics files."""
         return asdict(self)
 
-    def as_tags(self, prefix: str = "eval.") -> dict[str, str]:
-        """String tags for a model version (MLflow tags are strings)."""
-        return {f"{prefix}{k}": "" if v is None else str(v) for k, v in self.as_dict().items()}
-
     def comparable_with(self, other: EvalProtocol) -> bool:
-        """Same measurement: everything but the seed and the extractor's recorded accuracy."""
-        skip = {"seed", "extractor_test_accuracy"}
-        mine = {k: v for k, v in self.as_dict().items() if k not in skip}
-        theirs = {k: v for k, v in other.as_dict().items() if k not in skip}
+        """Same measurement: everything but the FREE_FIELDS."""
+        mine = {k: v for k, v in self.as_dict().items() if k not in FREE_FIELDS}
+        theirs = {k: v for k, v in other.as_dict().items() if k not in FREE_FIELDS}
         return mine == theirs
+
+
+# Protocol fields that may differ between two comparable measurements.
+FREE_FIELDS = frozenset({"seed", "extractor_test_accuracy"})
+
+
+def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
+    """A protocol (``EvalProtocol.as_dict()``) as string tags ``eval.<field>``, for runs and model
+    versions alike (MLflow tags are strings)."""
+    return {f"eval.{k}": "" if v is None else str(v) for k, v in protocol.items()}
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 22) -> str:

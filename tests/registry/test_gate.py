@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 from ganpkg.config import RegistryConfig
 from ganpkg.errors import UserError
+from ganpkg.evaluation.protocol import protocol_tags
 from pipelines import registry
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, apply_gate, decide
-from pipelines.tracking import protocol_tags, using_tracking_uri
+from pipelines.tracking import using_tracking_uri
 
 CFG = RegistryConfig(primary_metric="fid_domain", margin=0.5, max_memorized_fraction=0.05)
 
