@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
-# DVC stages call `python -m ganpkg`: the venv's python must come first on PATH.
+# DVC stages call `python -m pipelines`: the venv's python must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test install data train serve ui bench lint clean
@@ -33,7 +33,7 @@ ui: $(STAMP)
 ## data/ from the source (or the DVC remote), checked against data.dvc, then prepared/ by DVC
 data: $(STAMP)
 	$(BIN)/ganpkg data ingest || $(BIN)/dvc pull data.dvc
-	$(BIN)/python -m pipelines.data verify
+	$(BIN)/ganpkg data verify
 	$(BIN)/dvc repro prepare
 	$(BIN)/dvc push
 
@@ -49,8 +49,10 @@ train: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+## ruff, then the layering contracts in pyproject.toml ([tool.importlinter])
 lint: $(STAMP)
 	$(BIN)/ruff check ganpkg pipelines tests benchmarks infra
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf runs prepared .pytest_cache

@@ -30,10 +30,10 @@ import torch
 from ganpkg.config import DomainExtractorConfig, EvalConfig, ModelConfig
 from ganpkg.data.prepared import open_prepared, write_prepared
 from ganpkg.evaluation.extractor_domain import train_domain_extractor
+from ganpkg.evaluation.extractors import resolve_extractor
 from ganpkg.evaluation.fidelity import calculate
 from ganpkg.evaluation.fidelity_cli import cli_args, run_fidelity_cli
 from ganpkg.evaluation.reference_stats import reference_indices, reference_input
-from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.networks import build_generator
 from ganpkg.sampling import save_images
 from ganpkg.synthetic import labelled_shapes
@@ -49,7 +49,7 @@ def random_inception_weights(path: Path) -> str:
 
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
-    from ganpkg.evaluation.protocol import sha256_file
+    from ganpkg.files import hash_file
 
     cls = fe.FeatureExtractorInceptionV3
     # Its constructor loads the trained weights; skip that and keep PyTorch's initialisation.
@@ -57,7 +57,7 @@ def random_inception_weights(path: Path) -> str:
             mock.patch.object(cls, "load_state_dict", lambda self, *a, **k: None):
         net = cls("inception-v3-compat", ["2048", "logits_unbiased"])
     torch.save(net.state_dict(), path)
-    return sha256_file(path)
+    return hash_file(path)
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ from ganpkg.data.ingest import ingest
 from ganpkg.data.prepare import prepare
 from ganpkg.data.prepared import open_prepared, uint8_to_float
 from ganpkg.evaluation.extractor_domain import train_domain_extractor
+from ganpkg.evaluation.extractors import resolve_extractor
 from ganpkg.evaluation.fidelity import evaluate_generator
-from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.training import train
 
 

@@ -27,7 +27,8 @@ from torch import nn
 from ganpkg.callbacks import NullCallback
 from ganpkg.config import load_config
 from ganpkg.data.prepared import open_prepared, write_prepared
-from ganpkg.runtime import Runtime, select_device
+from ganpkg.device import resolve_device
+from ganpkg.runtime import Runtime
 from ganpkg.training import Trainer
 
 
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    device = select_device(args.device)
+    device = resolve_device(args.device, "--device")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(args.width, args.batch, device, Path(tmp))
         gap = update_gap(trainer)

@@ -8,17 +8,17 @@ result bit for bit (on CPU). Files are plain ``torch.save`` dicts of tensors and
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ganpkg import files
 from ganpkg.config import Config, config_from_dict
 from ganpkg.errors import UserError
+from ganpkg.files import write_atomic
 from ganpkg.networks import build_generator
 
 FORMAT_VERSION = 1
@@ -43,23 +43,9 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename over ``path``.
-
-    A kill at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through ``files.write_atomic``: a kill at any moment leaves either the old
+    file or the new one, never half of one."""
+    return write_atomic(path, lambda handle: torch.save(state, handle))
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
@@ -69,11 +55,8 @@ def prune_checkpoints(folder: str | Path, keep: int) -> None:
 
 
 def remove_partial_writes(folder: str | Path) -> None:
-    """Temp files of a write that a kill interrupted; only one process writes here."""
-    folder = Path(folder)
-    if folder.is_dir():
-        for tmp in folder.glob(".step-*.tmp"):
-            tmp.unlink(missing_ok=True)
+    """Temp files of a checkpoint write that a kill interrupted; only one process writes here."""
+    files.remove_partial_writes(folder, ".step-*.tmp")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

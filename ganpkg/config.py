@@ -9,12 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ganpkg import metrics
 from ganpkg.errors import UserError
+from ganpkg.registry import ARCHITECTURES, DATA_SOURCES, FEATURE_EXTRACTORS, LOSSES, Registry
+
+
+def registered(registry: Registry) -> Any:
+    """A ``str`` field whose value must name an entry of ``registry`` (checked at load time, so
+    entries registered by outside code before loading are accepted too)."""
+    return Annotated[str, AfterValidator(registry.check)]
+
+
+def _gate_metric(name: str) -> str:
+    parsed = metrics.parse(name)
+    if parsed is None or parsed.qualifier is not None or not parsed.metric.gateable:
+        stems = [m for m in metrics.METRICS.names() if metrics.METRICS.get(m).gateable]
+        shorts = sorted(metrics.extractor_short_names().values())
+        raise ValueError(f"{name!r} is not a gate metric; expected <{'|'.join(stems)}>_"
+                         f"<{'|'.join(shorts)}>")
+    return name
 
 
 class Section(BaseModel):
@@ -26,7 +44,7 @@ class Section(BaseModel):
 class DataConfig(Section):
     """Stage `ingest` and `prepare`: where images come from and the prepared shape."""
 
-    source: Literal["mnist", "image_folder", "torchvision"] = "mnist"
+    source: registered(DATA_SOURCES) = "mnist"
     source_path: str | None = Field(
         default=None, description="image_folder: the folder to read; torchvision: its root"
     )
@@ -43,7 +61,7 @@ class DataConfig(Section):
 class ModelConfig(Section):
     """Networks; resolution and channels come from the prepared data's manifest."""
 
-    arch: Literal["dcgan"] = "dcgan"
+    arch: registered(ARCHITECTURES) = "dcgan"
     z_dim: int = Field(default=100, gt=0)
     # 32 keeps the default CPU run to minutes; the seed's 64 is the GPU profile's (profiles/).
     g_width: int = Field(default=32, gt=0, description="generator channels at full resolution")
@@ -56,7 +74,7 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """Optimisation, schedule of checkpoints/samples, device and divergence guard."""
 
-    loss: Literal["bce", "hinge", "wgan_gp"] = "bce"
+    loss: registered(LOSSES) = "bce"
     n_critic: int = Field(default=1, ge=1, description="D steps per G step")
     gp_weight: float = Field(default=10.0, ge=0)
     batch_size: int = Field(default=64, gt=0)
@@ -105,7 +123,7 @@ class DomainExtractorConfig(Section):
 class EvalConfig(Section):
     """Evaluation protocol (torch-fidelity): what is measured, on what, against which reference."""
 
-    extractor: Literal["inception-v3-compat", "domain"] = "domain"  # offline-capable default
+    extractor: registered(FEATURE_EXTRACTORS) = "domain"  # offline-capable default
     inception_weights: str | None = Field(
         default=None, description="local copy of torch-fidelity's Inception weights (offline)"
     )
@@ -149,19 +167,13 @@ class EvalConfig(Section):
         return self
 
 
-# Metric stem → True when lower is better (the gate's direction; see evaluation/protocol.py).
-METRIC_LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False,
-                          "recall": False, "f_score": False}
-
-
 class RegistryConfig(Section):
     """MLflow model registry and the promotion gate."""
 
     model_name: str = Field(default="ganpkg-generator", pattern=r"^[A-Za-z0-9_.-]+$")
-    primary_metric: str = Field(
+    primary_metric: Annotated[str, AfterValidator(_gate_metric)] = Field(
         default="fid_domain",
-        pattern=r"^(fid|kid|is|precision|recall|f_score)_[a-z0-9]+$",
-        description="metric the gate compares: <fid|kid|is|precision|recall|f_score>_<extractor>",
+        description="metric the gate compares, <stem>_<extractor> (ganpkg/metrics.py)",
     )
     margin: float = Field(
         default=0.0, ge=0,
@@ -177,8 +189,7 @@ class RegistryConfig(Section):
     @property
     def lower_is_better(self) -> bool:
         """Direction of the primary metric (fid/kid: lower; is/precision/recall: higher)."""
-        stem = self.primary_metric.rsplit("_", 1)[0]
-        return METRIC_LOWER_IS_BETTER[stem]
+        return metrics.lower_is_better(self.primary_metric)
 
 
 class ScheduleConfig(Section):
@@ -207,6 +218,20 @@ class Config(Section):
             raise ValueError("data.torchvision_name is required when data.source is torchvision")
         return self
 
+    def check_gate_metric(self) -> None:
+        """Refuse (UserError) a registry.primary_metric that this evaluation will not produce.
+
+        Checked where a flow will gate, not at load: `ganpkg evaluate --set eval.extractor=…`
+        needs no gate metric.
+        """
+        enabled = {flag: getattr(self.eval, flag) for flag in ("fid", "isc", "kid", "prc",
+                                                               "memorization")}
+        try:
+            metrics.check_primary_metric(self.registry.primary_metric, self.eval.extractor,
+                                         enabled)
+        except ValueError as err:
+            raise UserError(f"registry.primary_metric {err}") from None
+
     def params_hash(self) -> str:
         """sha256 of the canonical JSON of the config (lineage tag).
 
@@ -221,8 +246,8 @@ class Config(Section):
 
 def _format_error(err: ValidationError, origin: str) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    key = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         section = first["loc"][:-1]
         model: Any = Config
@@ -234,7 +259,8 @@ def _format_error(err: ValidationError, origin: str) -> str:
         msg = msg.replace("Input should be", "must be one of")
     more = len(err.errors()) - 1
     tail = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
-    return f"{origin}: {key}: {msg}{tail}"
+    # Checks across sections name their keys themselves.
+    return f"{origin}: {key}: {msg}{tail}" if key else f"{origin}: {msg}{tail}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -8,20 +8,24 @@ max_G E[log D(G(z))] (Goodfellow et al. 2014, §3), which gives useful gradients
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganpkg.errors import UserError
+from ganpkg.registry import LOSSES
 
 
 class GANLoss:
-    """Discriminator and generator losses on logits; ``needs_gradient_penalty`` for WGAN-GP."""
+    """Discriminator and generator losses on logits, and what the trainer must know of them.
 
-    name = "base"
+    ``needs_gradient_penalty``: the trainer adds ``gp_weight`` × the gradient penalty to the D
+    loss (a double backward, which DDP does not support). ``has_floor``: the D loss is bounded
+    below near 0 when D wins outright, so a D loss stuck there means collapse (a critic's
+    Wasserstein loss has no such floor).
+    """
+
     needs_gradient_penalty = False
+    has_floor = True
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -30,10 +34,9 @@ class GANLoss:
         raise NotImplementedError
 
 
+@LOSSES.register("bce")
 class NonSaturatingBCE(GANLoss):
     """-log σ(D(x)) - log(1 - σ(D(G(z)))) for D; -log σ(D(G(z))) for G (softplus form, stable)."""
-
-    name = "bce"
 
     def d_loss(self, real_logits, fake_logits):
         # -log σ(t) = softplus(-t) and -log(1 - σ(t)) = softplus(t), without overflow.
@@ -43,10 +46,9 @@ class NonSaturatingBCE(GANLoss):
         return F.softplus(-fake_logits).mean()
 
 
+@LOSSES.register("hinge")
 class Hinge(GANLoss):
     """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) for D; -D(G(z)) for G (Lim & Ye 2017)."""
-
-    name = "hinge"
 
     def d_loss(self, real_logits, fake_logits):
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
@@ -55,14 +57,15 @@ class Hinge(GANLoss):
         return -fake_logits.mean()
 
 
+@LOSSES.register("wgan_gp")
 class WassersteinGP(GANLoss):
     """Critic: D(G(z)) - D(x) (+ gradient penalty, added by the trainer); G: -D(G(z)).
 
     Gulrajani et al. 2017: the gradient-penalty form of Arjovsky et al.'s Wasserstein GAN.
     """
 
-    name = "wgan_gp"
     needs_gradient_penalty = True
+    has_floor = False
 
     def d_loss(self, real_logits, fake_logits):
         return fake_logits.mean() - real_logits.mean()
@@ -82,13 +85,6 @@ def gradient_penalty(
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-LOSSES: dict[str, Callable[[], GANLoss]] = {
-    cls.name: cls for cls in (NonSaturatingBCE, Hinge, WassersteinGP)
-}
-
-
 def build_loss(name: str) -> GANLoss:
     """The loss registered under ``name``; unknown names list the valid ones."""
-    if name not in LOSSES:
-        raise UserError(f"train.loss {name!r} unknown; allowed: {sorted(LOSSES)}")
-    return LOSSES[name]()
+    return LOSSES.get(name)()

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganpkg.config import ModelConfig
 from ganpkg.errors import UserError
+from ganpkg.registry import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from ganpkg.config import ModelConfig
 
 RESOLUTIONS = (32, 64, 128)
 
@@ -102,7 +106,8 @@ def init_dcgan_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _dcgan(model: ModelConfig, channels: int, resolution: int) -> tuple[nn.Module, nn.Module]:
+@ARCHITECTURES.register("dcgan")
+def dcgan(model: ModelConfig, channels: int, resolution: int) -> tuple[nn.Module, nn.Module]:
     g = DCGANGenerator(model.z_dim, channels, resolution, model.g_width, model.g_norm)
     d = DCGANDiscriminator(channels, resolution, model.d_width, model.d_norm, model.spectral_norm)
     g.apply(init_dcgan_weights)
@@ -110,16 +115,12 @@ def _dcgan(model: ModelConfig, channels: int, resolution: int) -> tuple[nn.Modul
     return g, d
 
 
-ARCHITECTURES: dict[str, Callable[[ModelConfig, int, int], tuple[nn.Module, nn.Module]]] = {
-    "dcgan": _dcgan,
-}
-
-
 def build_networks(model: ModelConfig, channels: int, resolution: int) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for ``model.arch``, initialised from the global torch RNG."""
-    if model.arch not in ARCHITECTURES:
-        raise UserError(f"model.arch {model.arch!r} unknown; allowed: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[model.arch](model, channels, resolution)
+    """(generator, discriminator) for ``model.arch``, initialised from the global torch RNG.
+
+    An architecture is a function ``(ModelConfig, channels, resolution) → (G, D)`` registered
+    in ``ARCHITECTURES``."""
+    return ARCHITECTURES.get(model.arch)(model, channels, resolution)
 
 
 def build_generator(model: ModelConfig, channels: int, resolution: int) -> nn.Module:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ganpkg.errors import UserError
+from ganpkg.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -30,21 +32,9 @@ class Runtime:
         return self.world_size > 1
 
 
-def select_device(preference: str) -> torch.device:
-    """'auto' → CUDA when present, else CPU; 'cuda' without a GPU is a user error."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device is 'cuda' but no CUDA device is visible; use auto or cpu")
-    if torch.cuda.is_available():
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def start_runtime(preference: str) -> Runtime:
     """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
-    device = select_device(preference)
+    device = resolve_device(preference, "train.device")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Runtime(device)
@@ -71,6 +61,27 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
     else:
         torch.backends.cudnn.benchmark = True
+
+
+# The thread count the bit-reproducible stages run with: CPU kernels split reductions by thread,
+# so the same data and seed give other bytes with another count (and one thread exists anywhere).
+REPRODUCIBLE_THREADS = 1
+
+
+@contextmanager
+def reproducible(seed: int) -> Iterator[None]:
+    """Bit-reproducible CPU work inside: one thread, deterministic kernels (an error where an
+    op has none), torch seeded; the process's settings come back afterwards."""
+    threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(REPRODUCIBLE_THREADS)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(strict, warn_only=warn_only)
 
 
 def capture_rng(noise: torch.Generator) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,6 +11,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganpkg.data.prepared import float_to_uint8
+from ganpkg.files import write_atomic
 
 
 def fixed_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -34,19 +33,10 @@ def generate(g: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tens
 
 
 def _write_png(image: torch.Tensor, path: Path) -> Path:
-    """uint8 C×H×W → PNG, written to a temp file then renamed (no half-written images)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """uint8 C×H×W → PNG, written atomically (no half-written images)."""
     array = image.permute(1, 2, 0).numpy()
     pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        pil.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda handle: pil.save(handle, format="PNG"))
 
 
 def images_to_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:

@@ -22,7 +22,7 @@ from ganpkg.callbacks import CallbackList, NullCallback, TrainingCallback
 from ganpkg.config import Config, save_config
 from ganpkg.data.prepared import PreparedDataset, open_prepared, uint8_to_float
 from ganpkg.errors import UserError
-from ganpkg.losses import build_loss
+from ganpkg.losses import GANLoss, build_loss
 from ganpkg.networks import build_networks
 from ganpkg.runtime import (
     Runtime,
@@ -83,10 +83,11 @@ class DataOrder:
 class DivergenceGuard:
     """Non-finite or exploding losses, or a D loss stuck near zero (D won), stop the run."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, loss: GANLoss | None = None):
         t = config.train
+        loss = loss or build_loss(t.loss)
         self.max_abs, self.floor, self.patience = t.max_abs_loss, t.collapse_d_loss, t.collapse_patience
-        self.check_collapse = t.loss != "wgan_gp"  # a critic's loss has no floor
+        self.check_collapse = loss.has_floor  # a D loss stuck at its floor means D won
         self.low_since: int | None = None
 
     def check(self, step: int, losses: dict[str, float]) -> None:
@@ -146,9 +147,11 @@ class Trainer:
         if runtime.distributed and runtime.device.type == "cuda":
             g = nn.SyncBatchNorm.convert_sync_batchnorm(g)
             d = nn.SyncBatchNorm.convert_sync_batchnorm(d)
-        if runtime.distributed and t.loss == "wgan_gp":
-            raise UserError("train.loss=wgan_gp needs double backward, which DDP does not "
-                            "support; use bce or hinge for multi-process training")
+        loss = build_loss(t.loss)
+        if runtime.distributed and loss.needs_gradient_penalty:
+            raise UserError(f"train.loss={t.loss} needs a gradient penalty (double backward), "
+                            "which DDP does not support; use bce or hinge for multi-process "
+                            "training")
         if runtime.distributed and runtime.device.type != "cuda" and "batch" in (
                 config.model.g_norm, config.model.d_norm):
             raise UserError("multi-process training on CPU needs model.g_norm=none and "
@@ -168,14 +171,14 @@ class Trainer:
         if t.compile:
             g, d = torch.compile(g), torch.compile(d)
         use_bf16 = t.bf16 and runtime.device.type == "cuda"
-        self.step_fn = GANStep(g, d, self.opt_g, self.opt_d, build_loss(t.loss), t.gp_weight,
+        self.step_fn = GANStep(g, d, self.opt_g, self.opt_d, loss, t.gp_weight,
                                torch.bfloat16 if use_bf16 else None, d_for_g=unwrap(d) if
                                runtime.distributed else None)
         self.noise = torch.Generator().manual_seed(t.seed)
         self.order = DataOrder(len(data), t.batch_size, t.seed)
         self.step = 0
         self.fixed_z = fixed_noise(t.sample_grid_size, config.model.z_dim, t.seed)
-        self.guard = DivergenceGuard(config)
+        self.guard = DivergenceGuard(config, loss)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict:

@@ -14,13 +14,12 @@ root, its binaries run as the ``postgres`` user (Debian's package creates it).
 
 Importable too: ``up(dir) -> env dict``, ``down(dir) -> list of stopped PIDs``, ``read_env(dir)``.
 The process plumbing is in stack_process.py and PostgreSQL in stack_postgres.py, beside it.
-Needs only the standard library and psycopg2, plus the mlflow and prefect executables installed
+Needs only the standard library, psycopg2 and typer, plus the mlflow and prefect executables installed
 beside this Python.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shlex
@@ -28,7 +27,11 @@ import shutil
 import subprocess
 import sys
 import time
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 # The stack's own modules beside this file (it is run as a script and loaded by path).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -194,28 +197,44 @@ def down(stack: str | Path = ".stack", quiet: bool = False, purge: bool = False)
 
 # --- CLI -------------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("up", "down", "env"))
-    parser.add_argument("--dir", default=".stack", help="state, logs, data (default: .stack)")
-    parser.add_argument("--timeout", type=float, default=180,
-                        help="seconds to wait for each server's health check (default: 180)")
-    parser.add_argument("--purge", action="store_true",
-                        help="down: also delete the databases and the stack's passwords")
-    args = parser.parse_args(argv)
+class Command(str, Enum):
+    up = "up"
+    down = "down"
+    env = "env"
+
+
+def cli(
+    command: Annotated[Command, typer.Argument(help="up: start and print env; down: stop; "
+                                                    "env: print <dir>/env again")],
+    dir: Annotated[str, typer.Option(help="state, logs, data")] = ".stack",
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each server's "
+                                                "health check")] = 180,
+    purge: Annotated[bool, typer.Option(help="down: also delete the databases and the "
+                                             "stack's passwords")] = False,
+) -> None:
     try:
-        if args.command == "up":
-            up(args.dir, args.timeout)
-        elif args.command == "down":
-            down(args.dir, purge=args.purge)
-            return 0
-        env_file = Path(args.dir, "env")
+        if command is Command.up:
+            up(dir, timeout)
+        elif command is Command.down:
+            down(dir, purge=purge)
+            return
+        env_file = Path(dir, "env")
         if not env_file.is_file():
             raise StackError(f"{env_file}: not found; run `up` first")
         print(env_file.read_text(), end="")
     except StackError as err:
         print(f"[stack] error: {err}", file=sys.stderr)
-        return 1
+        raise typer.Exit(1) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    app = typer.Typer(add_completion=False, rich_markup_mode=None,
+                      help=__doc__.split("\n\n")[0])
+    app.command()(cli)
+    try:
+        app(args=argv, prog_name="local_stack.py")
+    except SystemExit as done:  # Typer exits even on success; importers get the code back
+        return int(done.code or 0)
     return 0
 
 

@@ -11,7 +11,6 @@ when ``data/`` changed, which would hide a snapshot that no longer matches the c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,9 +21,11 @@ from typing import Any
 import yaml
 
 from ganpkg.config import DataConfig
+from ganpkg.errors import UserError
+from ganpkg.files import hash_bytes, hash_file
 
 
-class DataLineageError(RuntimeError):
+class DataLineageError(UserError):
     """The workspace data does not match what git records (data.dvc / dvc.lock)."""
 
 
@@ -34,7 +35,7 @@ def _dvc_exe() -> str:
 
 
 def _env() -> dict[str, str]:
-    # dvc.yaml's `python -m ganpkg ...` must resolve to this interpreter's environment.
+    # dvc.yaml's `python -m pipelines ...` must resolve to this interpreter's environment.
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -63,14 +64,10 @@ def dir_md5(path: str | Path) -> str:
     for dirpath, _, files in os.walk(root):
         for name in files:
             file = Path(dirpath, name)
-            digest = hashlib.md5(usedforsecurity=False)
-            with open(file, "rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-            entries.append({"md5": digest.hexdigest(), "relpath": file.relative_to(root).as_posix()})
+            entries.append({"md5": hash_file(file, "md5"),
+                            "relpath": file.relative_to(root).as_posix()})
     entries.sort(key=lambda e: e["relpath"])
-    blob = json.dumps(entries, sort_keys=True).encode()
-    return hashlib.md5(blob, usedforsecurity=False).hexdigest() + ".dir"
+    return hash_bytes(json.dumps(entries, sort_keys=True).encode(), "md5") + ".dir"
 
 
 def _load_yaml(path: Path) -> dict:
@@ -140,7 +137,6 @@ def sync(config: DataConfig, repo: str | Path = ".") -> str:
     Returns the snapshot's md5 (equal to the one committed in data.dvc, or an error).
     """
     from ganpkg.data.ingest import ingest
-    from ganpkg.errors import UserError
 
     try:
         ingest(config)
@@ -182,33 +178,3 @@ def data_lineage(repo: str | Path = ".", hash_workspace: bool = False) -> dict[s
                                                              lineage["prepared_path"])):
             lineage[key] = dir_md5(Path(repo, rel)) if rel and Path(repo, rel).is_dir() else None
     return lineage
-
-
-USAGE = "usage: python -m pipelines.data verify [--accept-new] | repro | push | lineage [--hash]"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line for make: ``python -m pipelines.data verify|repro|push|lineage``."""
-    args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args else ""
-    try:
-        if command == "verify":
-            md5 = verify_raw_snapshot(accept_new="--accept-new" in args)
-            print(f"data/ matches data.dvc ({md5})")
-        elif command == "repro":
-            print(repro_prepare().strip())
-        elif command == "push":
-            print(push().strip())
-        elif command == "lineage":
-            print(json.dumps(data_lineage(hash_workspace="--hash" in args), indent=2))
-        else:
-            print(USAGE, file=sys.stderr)
-            return 2
-    except (DataLineageError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

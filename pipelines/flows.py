@@ -18,31 +18,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
-from ganpkg.callbacks import NullCallback
 from ganpkg.config import Config, load_config
 from pipelines import data as data_glue
+from pipelines.faults import FaultOnce
 from pipelines.policy import ensure_concurrency_limit
 from pipelines.timing import StageClock
 
 REGISTRY_LIMIT = "ganpkg-registry"  # one registration and alias decision at a time
 WORKSPACE_LIMIT = "ganpkg-workspace"  # DVC locks the workspace: one data sync/repro at a time
-
-
-class InjectedFault(RuntimeError):
-    """Raised by FaultOnce: a crash the retry test injects mid-training."""
-
-
-class FaultOnce(NullCallback):
-    """Crash training at ``step`` the first time only (a marker file remembers it)."""
-
-    def __init__(self, step: int, run_dir: Path):
-        self.step, self.marker = step, Path(run_dir) / "fault-injected"
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        if step >= self.step and not self.marker.exists():
-            self.marker.parent.mkdir(parents=True, exist_ok=True)
-            self.marker.touch()
-            raise InjectedFault(f"injected fault at step {step}")
 
 
 # -- tasks: thin wrappers, one library call each ------------------------------------------------
@@ -181,11 +164,10 @@ def sync_and_prepare(config: Config) -> dict[str, Any]:
 
 def check_ready(config: Config) -> None:
     """Everything that would fail late, checked before training starts."""
-    from ganpkg.evaluation.weights import check_eval_ready
-    from pipelines.registry import check_registry_config
+    from ganpkg.evaluation.extractors import check_eval_ready
 
     check_eval_ready(config)
-    check_registry_config(config)
+    config.check_gate_metric()
 
 
 def publish_report(config: Config, trained: dict, evaluated: dict, registered: dict,

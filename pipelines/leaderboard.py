@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganpkg.config import METRIC_LOWER_IS_BETTER
+from ganpkg import metrics
 from ganpkg.errors import UserError
-from pipelines.tracking import get_client, using_tracking_uri
+from pipelines.registry_load import using_tracking_uri
+from pipelines.tracking import get_client
 
-QUALITY_PREFIXES = ("fid_", "kid_", "is_", "precision_", "recall_", "f_score_",
-                    "memorized_fraction_")
 TAG_COLUMNS = {  # tag → column
     "eval.extractor": "extractor", "eval.n_samples": "eval_n", "eval.reference_split": "ref_split",
     "eval.reference_md5": "ref_md5", "data.dvc_md5": "data_md5",
@@ -24,14 +23,9 @@ TAG_COLUMNS = {  # tag → column
 SHORT = {"ref_md5", "data_md5", "prepared_md5", "commit", "flow_run"}  # hashes: first 8 chars
 
 
-def lower_is_better(metric: str) -> bool:
-    """fid/kid/memorized fraction: lower is better; is/precision/recall/f_score: higher."""
-    if metric.startswith("memorized_fraction_"):
-        return True
-    for stem, lower in METRIC_LOWER_IS_BETTER.items():
-        if metric.startswith(f"{stem}_"):
-            return lower
-    return True  # losses and the like
+def is_quality_metric(name: str) -> bool:
+    """A name of the metric vocabulary (``fid_domain``, ``is_inception_se``, ...)."""
+    return metrics.parse(name) is not None
 
 
 def _versions_by_run(client, model_name: str) -> dict[str, list[tuple[str, list[str]]]]:
@@ -76,9 +70,9 @@ def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-gener
     table = pd.DataFrame({"run_id": runs["run_id"].str[:8],
                           "run_name": runs.get("tags.mlflow.runName"),
                           "status": runs["status"], "start": runs["start_time"]})
-    metrics = sorted(c[len("metrics."):] for c in runs.columns
-                     if c.startswith("metrics.") and c[len("metrics."):].startswith(QUALITY_PREFIXES))
-    for name in metrics:
+    quality = sorted(c[len("metrics."):] for c in runs.columns
+                     if c.startswith("metrics.") and is_quality_metric(c[len("metrics."):]))
+    for name in quality:
         table[name] = runs[f"metrics.{name}"]
     for tag, column in TAG_COLUMNS.items():
         values = runs.get(f"tags.{tag}")
@@ -94,18 +88,19 @@ def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-gener
 def sort_table(table, sort_by: str | None, ascending: bool | None):
     """Sort by a column (``metrics.`` prefix optional), in the metric's better direction."""
     if sort_by is None:
-        fids = [c for c in table.columns if c.startswith("fid_")]
+        fids = [c for c in table.columns if (p := metrics.parse(c)) and p.metric.stem == "fid"
+                and p.qualifier is None]
         if not fids:
             return table.sort_values("start", ascending=False).reset_index(drop=True)
         sort_by = fids[0]
     sort_by = sort_by.removeprefix("metrics.")
     if sort_by not in table.columns:
-        metrics = [c for c in table.columns if c.startswith(QUALITY_PREFIXES)]
+        quality = [c for c in table.columns if is_quality_metric(c)]
         raise UserError(f"--sort {sort_by}: no such metric; available: "
-                        f"{', '.join(metrics) or 'none (nothing evaluated yet)'}, or a column: "
-                        f"{', '.join(c for c in table.columns if c not in metrics)}")
+                        f"{', '.join(quality) or 'none (nothing evaluated yet)'}, or a column: "
+                        f"{', '.join(c for c in table.columns if c not in quality)}")
     if ascending is None:
-        ascending = lower_is_better(sort_by) if sort_by.startswith(QUALITY_PREFIXES) else True
+        ascending = metrics.lower_is_better(sort_by)
     return table.sort_values(sort_by, ascending=ascending, na_position="last").reset_index(drop=True)
 
 

@@ -13,7 +13,6 @@ pass the gate), ``previous-champion`` (the champion it replaced: ``rollback`` ta
 from __future__ import annotations
 
 import getpass
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,24 +21,14 @@ from typing import Any
 
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import FREE_FIELDS, protocol_tags
-from pipelines.tracking import get_client, using_tracking_uri
+from ganpkg.evaluation.protocol import protocol_tags
+from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
+from pipelines.registry_load import using_tracking_uri
+from pipelines.tracking import get_client
 
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 # Run tags copied onto each version: where it came from, without opening the run.
 LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
-# Protocol tags that may differ between two comparable measurements.
-PROTOCOL_FREE = {f"eval.{field}" for field in FREE_FIELDS}
 GRID_SEED = 0
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """Which alias a version gets, and why (both end up as version tags)."""
-
-    alias: str
-    reason: str
-    compared_with: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,90 +39,6 @@ class Registration:
     version: str
     model_uri: str
     decision: GateDecision
-
-
-def check_registry_config(config: Config) -> None:
-    """Fail before training when the gate's metric is one evaluation will not produce."""
-    from ganpkg.evaluation.protocol import EXTRACTORS
-
-    suffix = EXTRACTORS[config.eval.extractor][1]
-    stem = config.registry.primary_metric.rsplit("_", 1)[0]
-    if not config.registry.primary_metric.endswith(f"_{suffix}"):
-        raise UserError(f"registry.primary_metric {config.registry.primary_metric} is not measured "
-                        f"with eval.extractor {config.eval.extractor}; use {stem}_{suffix}")
-    flag = {"fid": "fid", "kid": "kid", "is": "isc"}.get(stem, "prc")
-    if not getattr(config.eval, flag):
-        raise UserError(f"registry.primary_metric {config.registry.primary_metric} needs "
-                        f"eval.{flag}=true")
-
-
-# -- the gate (pure: tags in, decision out) -------------------------------------------------
-def _as_float(text: str | None) -> float | None:
-    try:
-        value = float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-def memorization_key(primary_metric: str) -> str:
-    """The memorization metric measured with the same extractor as the primary metric."""
-    return f"memorized_fraction_{primary_metric.rsplit('_', 1)[1]}"
-
-
-def protocol_differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
-    """``eval.*`` tags that differ (same metric, extractor, weights, n, reference data…)."""
-    keys = {k for k in (*a, *b) if k.startswith("eval.") and k not in PROTOCOL_FREE}
-    return sorted(k for k in keys if a.get(k) != b.get(k))
-
-
-def decide(candidate: dict[str, str], champion: dict[str, str] | None,
-           champion_version: str | None, cfg: RegistryConfig) -> GateDecision:
-    """The promotion gate on version tags (``metric.*``, ``eval.*``).
-
-    champion only if: the primary metric is measured, the memorization check passes, and either
-    there is no champion and the metric meets ``first_champion_threshold``, or the champion was
-    measured the same way and the candidate beats it by more than ``margin``.
-    """
-    metric, lower = cfg.primary_metric, cfg.lower_is_better
-    value = _as_float(candidate.get(f"metric.{metric}"))
-    if value is None:
-        return GateDecision(CHALLENGER, f"no finite {metric} measured")
-    if not candidate.get("eval.extractor") or not candidate.get("eval.reference_md5"):
-        return GateDecision(CHALLENGER, "no evaluation protocol tags (eval.*) on this version")
-    mem_key = memorization_key(metric)
-    memorized = _as_float(candidate.get(f"metric.{mem_key}"))
-    if memorized is None:
-        return GateDecision(CHALLENGER, f"memorization check missing ({mem_key}); enable "
-                                        "eval.memorization")
-    if memorized > cfg.max_memorized_fraction:
-        return GateDecision(CHALLENGER, f"memorization check failed: {mem_key} {memorized:.4g} > "
-                                        f"registry.max_memorized_fraction "
-                                        f"{cfg.max_memorized_fraction:g}")
-    if champion is None:
-        limit = cfg.first_champion_threshold
-        if limit is not None and (value > limit if lower else value < limit):
-            return GateDecision(CHALLENGER, f"first version: {metric} {value:.6g} does not meet "
-                                            f"registry.first_champion_threshold {limit:g}")
-        return GateDecision(CHAMPION, f"first version: {metric} {value:.6g} passes the "
-                                      f"absolute checks; memorized {memorized:.4g}")
-    best = _as_float(champion.get(f"metric.{metric}"))
-    if best is None:
-        return GateDecision(CHALLENGER, f"champion v{champion_version} has no {metric}; compare "
-                                        "by hand and `ganpkg promote`", champion_version)
-    diffs = protocol_differences(candidate, champion)
-    if diffs:
-        return GateDecision(CHALLENGER, f"not comparable with champion v{champion_version}: "
-                                        f"{', '.join(diffs)} differ; compare by hand and "
-                                        "`ganpkg promote`", champion_version)
-    gain = best - value if lower else value - best
-    if gain > cfg.margin:
-        return GateDecision(CHAMPION, f"{metric} {value:.6g} beats champion v{champion_version}'s "
-                                      f"{best:.6g} by {gain:.4g} > margin {cfg.margin:g}",
-                            champion_version)
-    return GateDecision(CHALLENGER, f"{metric} {value:.6g} does not beat champion "
-                                    f"v{champion_version}'s {best:.6g} by more than margin "
-                                    f"{cfg.margin:g}", champion_version)
 
 
 # -- aliases --------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ file. This module deliberately imports nothing from ganpkg.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -23,6 +25,28 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
     return uri
+
+
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global (fluent) URI at ``uri`` for APIs that only read the global, e.g.
+    ``mlflow.pytorch.log_model`` and registering a logged model; restore it (and
+    $MLFLOW_TRACKING_URI, which set_tracking_uri also writes) afterwards."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils
+
+    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    saved_registry = registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        mlflow.set_registry_uri(saved_registry)
+        if saved_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def _exported_wrapper_class():
@@ -53,23 +77,22 @@ def load_registered_generator(uri: str, tracking_uri: str | None = None):
     z_dim comes from the model's signature (input ``z``: float32 (N, z_dim)). The generator is
     on CPU, in eval mode, without gradients.
     """
-    import mlflow
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
     from mlflow.models import get_model_info
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    mlflow.set_registry_uri(resolve_tracking_uri(tracking_uri))
-    try:
-        info = get_model_info(uri)
-    except (MlflowException, OSError) as err:
-        raise _user_error(f"--model {uri}: cannot resolve it in {mlflow.get_tracking_uri()} "
-                          f"({err.__class__.__name__}: {str(err)[:200]})") from None
-    signature = info.signature
-    if signature is None or not signature.inputs.is_tensor_spec():
-        raise _user_error(f"--model {uri}: no tensor signature; not a ganpkg generator")
-    z_dim = int(signature.inputs.inputs[0].shape[1])
-    program = mlflow.pytorch.load_model(uri)
+    store = resolve_tracking_uri(tracking_uri)
+    with using_tracking_uri(store):  # models:/ URIs resolve only through the global URI
+        try:
+            info = get_model_info(uri)
+        except (MlflowException, OSError) as err:
+            raise _user_error(f"--model {uri}: cannot resolve it in {store} "
+                              f"({err.__class__.__name__}: {str(err)[:200]})") from None
+        signature = info.signature
+        if signature is None or not signature.inputs.is_tensor_spec():
+            raise _user_error(f"--model {uri}: no tensor signature; not a ganpkg generator")
+        z_dim = int(signature.inputs.inputs[0].shape[1])
+        program = mlflow.pytorch.load_model(uri)
     generator = _exported_wrapper_class()(program, z_dim).eval().requires_grad_(False)
     return generator, z_dim
 

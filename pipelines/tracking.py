@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,24 +51,6 @@ def get_client(tracking_uri: str | None = None):
 
     uri = resolve_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-@contextmanager
-def using_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's global (fluent) URI at ``uri`` for APIs that only read the global, e.g.
-    ``mlflow.pytorch.log_model`` and registering a logged model; restore it (and
-    $MLFLOW_TRACKING_URI, which set_tracking_uri also writes) afterwards."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
-
-    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_uri)
-        if saved_env is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def ensure_experiment(client, name: str) -> str:
@@ -157,10 +136,10 @@ def lineage_tags(config: Config, repo: str | Path = ".", flow_run_id: str | None
 
 
 def _device_of(config: Config) -> str:
-    from ganpkg.runtime import select_device
+    from ganpkg.device import resolve_device
 
     try:
-        return str(select_device(config.train.device))
+        return str(resolve_device(config.train.device, "train.device"))
     except UserError:  # the trainer reports a bad device itself
         return config.train.device
 

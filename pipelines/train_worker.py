@@ -11,7 +11,6 @@ metrics, samples and checkpoints reach MLflow as in-process training does, and w
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -19,7 +18,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 RESULT_FILE = "train_result.json"  # in train.run_dir, written by rank 0 when training finished
 LOG_FILE = "worker.log"  # every rank's stdout and stderr
@@ -80,41 +81,40 @@ def main(argv: list[str] | None = None) -> None:
     """One rank: train the saved config; rank 0 logs to the given MLflow run."""
     from torch.distributed.elastic.multiprocessing.errors import record
 
+    app = typer.Typer(add_completion=False, rich_markup_mode=None)
     # record: a failing rank's traceback goes to torchrun's summary (the output's last lines).
-    record(_main)(argv)
+    app.command(help="One training rank (started by the train task, not by hand).")(record(rank))
+    app(args=argv, prog_name="python -m pipelines.train_worker", standalone_mode=True)
 
 
-def _main(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.train_worker")
-    parser.add_argument("--config", required=True, help="resolved config (YAML)")
-    parser.add_argument("--run-id", required=True, help="MLflow run that rank 0 logs to")
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--lineage", default="{}", help="the flow's data lineage (JSON)")
-    parser.add_argument("--flow-run-id")
-    parser.add_argument("--fault-at-step", type=int)
-    args = parser.parse_args(argv)
-
+def rank(  # one torchrun rank (or the sweep's one plain process)
+    config: Annotated[Path, typer.Option(help="resolved config (YAML)")],
+    run_id: Annotated[str, typer.Option(help="MLflow run that rank 0 logs to")],
+    tracking_uri: Annotated[str, typer.Option(help="MLflow tracking URI")],
+    lineage: Annotated[str, typer.Option(help="the flow's data lineage (JSON)")] = "{}",
+    flow_run_id: Annotated[str | None, typer.Option(help="the Prefect flow run")] = None,
+    fault_at_step: Annotated[int | None, typer.Option(help="tests: fail once here")] = None,
+) -> None:
     from ganpkg.config import load_config
     from ganpkg.training import train
 
-    config = load_config(args.config)
-    rank = int(os.environ.get("RANK", "0"))
+    cfg = load_config(config)
+    rank_ = int(os.environ.get("RANK", "0"))
     callbacks = []
-    if rank == 0:
+    if rank_ == 0:
         from pipelines.tracking import MlflowTracker
 
-        callbacks.append(MlflowTracker(config, tracking_uri=args.tracking_uri,
-                                       flow_run_id=args.flow_run_id,
-                                       data_lineage=json.loads(args.lineage), run_id=args.run_id))
-        if args.fault_at_step is not None:
-            from pipelines.flows import FaultOnce  # torchrun stops the other ranks with it
+        callbacks.append(MlflowTracker(cfg, tracking_uri=tracking_uri, flow_run_id=flow_run_id,
+                                       data_lineage=json.loads(lineage), run_id=run_id))
+        if fault_at_step is not None:
+            from pipelines.faults import FaultOnce  # torchrun stops the other ranks with it
 
-            callbacks.append(FaultOnce(args.fault_at_step, Path(config.train.run_dir)))
-    result = train(config, callbacks)
-    if rank == 0:
+            callbacks.append(FaultOnce(fault_at_step, Path(cfg.train.run_dir)))
+    result = train(cfg, callbacks)
+    if rank_ == 0:
         body = {"checkpoint": str(result.checkpoint), "step": result.step,
                 "status": result.status, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
-        (Path(config.train.run_dir) / RESULT_FILE).write_text(json.dumps(body, indent=2))
+        (Path(cfg.train.run_dir) / RESULT_FILE).write_text(json.dumps(body, indent=2))
 
 
 if __name__ == "__main__":

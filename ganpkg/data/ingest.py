@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ganpkg.config import DataConfig
 from ganpkg.data.prepared import replace_dir
-from ganpkg.data.sources import SNAPSHOT, get_source, md5_bytes, md5_file, sorted_files
+from ganpkg.data.sources import SNAPSHOT, get_source, sorted_files
 from ganpkg.errors import UserError
+from ganpkg.files import hash_bytes, hash_file
 
 SNAPSHOT_FORMAT = 1
 
@@ -39,7 +40,7 @@ class IngestResult:
 def snapshot_bytes(source: str, root: Path, skipped: list[tuple[str, str]]) -> bytes:
     """The canonical ``snapshot.json`` for the files under ``root`` (sorted, no time stamps)."""
     files = [
-        {"path": p.relative_to(root).as_posix(), "bytes": p.stat().st_size, "md5": md5_file(p)}
+        {"path": p.relative_to(root).as_posix(), "bytes": p.stat().st_size, "md5": hash_file(p, "md5")}
         for p in sorted_files(root)
         if p.relative_to(root).as_posix() != SNAPSHOT
     ]
@@ -94,5 +95,5 @@ def ingest(config: DataConfig, log: Callable[[str], None] | None = None) -> Inge
         files=len(record["files"]),
         total_bytes=sum(f["bytes"] for f in record["files"]),
         skipped=record["skipped"],
-        snapshot_md5=md5_bytes(data),
+        snapshot_md5=hash_bytes(data, "md5"),
     )

@@ -38,8 +38,9 @@ from ganpkg.data.images import (
 )
 from ganpkg.data.ingest import read_snapshot
 from ganpkg.data.prepared import write_prepared
-from ganpkg.data.sources import SNAPSHOT, Item, get_source, md5_file
+from ganpkg.data.sources import SNAPSHOT, Item, get_source
 from ganpkg.errors import UserError
+from ganpkg.files import hash_file
 
 PREPARED_FORMAT = "ganpkg-prepared/1"
 MAX_LISTED_MD5S = 1000  # beyond this the snapshot's md5 stands for the per-file md5s
@@ -194,7 +195,7 @@ def _manifest(config: DataConfig, raw: Path, snapshot: dict, classes: list[str],
         "crop": "centre square, then resize (upscaling images smaller than the resolution)",
         "alpha": ALPHA_POLICY,
         "max_pixels": MAX_PIXELS,
-        "snapshot_md5": md5_file(raw / SNAPSHOT),
+        "snapshot_md5": hash_file(raw / SNAPSHOT, "md5"),
         "source_files": len(files),
         "source_md5s": ({f["path"]: f["md5"] for f in files}
                         if len(files) <= MAX_LISTED_MD5S else "see snapshot_md5"),

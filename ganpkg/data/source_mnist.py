@@ -14,13 +14,18 @@ import importlib.util
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ganpkg.config import DataConfig
 from ganpkg.data.images import array_to_image
-from ganpkg.data.sources import Fetched, Item, Listing, Skipped, copy_verbatim, md5_file
+from ganpkg.data.sources import Fetched, Item, Listing, Skipped, copy_verbatim
 from ganpkg.errors import UserError
+from ganpkg.files import hash_file
+from ganpkg.registry import DATA_SOURCES
+
+if TYPE_CHECKING:
+    from ganpkg.config import DataConfig
 
 RAW_SUBDIR = "MNIST/raw"  # torchvision's layout: root/MNIST/raw/<file>
 SPLIT_PREFIXES = {"train": ["train"], "test": ["t10k"], "all": ["train", "t10k"]}
@@ -82,6 +87,7 @@ def _download(name: str, md5: str, into: Path) -> Path:
     )
 
 
+@DATA_SOURCES.register("mnist")
 class MnistSource:
     """MNIST (60,000 train + 10,000 test digits, 28×28 grey), labels 0–9."""
 
@@ -97,7 +103,7 @@ class MnistSource:
                 )
                 if path is None:
                     path = _download(name, md5, Path(tmp))
-                got = md5_file(path)
+                got = hash_file(path, "md5")
                 if got != md5:
                     raise UserError(
                         f"{path} (from {origin}): md5 {got} differs from torchvision's {md5} for "
@@ -121,7 +127,7 @@ class MnistSource:
                     path = raw / RAW_SUBDIR / name
                     if not path.is_file():
                         raise UserError(f"{path}: missing; run `ganpkg data ingest` or `dvc pull`")
-                    if md5_file(path) != md5s[name]:
+                    if hash_file(path, "md5") != md5s[name]:
                         raise UserError(f"{path}: md5 differs from torchvision's {md5s[name]}; "
                                         "the snapshot is corrupt, run `ganpkg data ingest`")
                     # torchvision's reader wants the uncompressed file; unpack outside data/.

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ganpkg.config import DataConfig
 from ganpkg.data.images import array_to_image
 from ganpkg.data.sources import Fetched, Item, Listing, Skipped, copy_verbatim, sorted_files
 from ganpkg.errors import UserError
+from ganpkg.registry import DATA_SOURCES
+
+if TYPE_CHECKING:
+    from ganpkg.config import DataConfig
 
 ROOT_SUBDIR = "root"
 # Folder readers duplicate the image_folder source; FakeData has no files to snapshot; video,
@@ -74,6 +77,7 @@ def _placement_hint(cls: type, folder: Path) -> str:
             f"data.source_path to it (e.g. {folder})")
 
 
+@DATA_SOURCES.register("torchvision")
 class TorchvisionSource:
     """A torchvision dataset read through its own class; labels when the target is an int."""
 

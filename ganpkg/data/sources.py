@@ -1,26 +1,28 @@
-"""Registry of data sources (``data.source`` in params.yaml) and the image-folder source.
+"""Data sources (``data.source`` in params.yaml): what one is, and the image-folder source.
 
 A source knows two things: how to copy its raw files into the snapshot folder (``ingest``),
-and how to list the images of a snapshot for ``prepare`` (``items``). Sources register by
-name; ``get_source`` lists the valid names when asked for an unknown one.
+and how to list the images of a snapshot for ``prepare`` (``items``). Sources register in
+``DATA_SOURCES`` by name; ``get_source`` lists the valid names when asked for an unknown one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
-from ganpkg.config import DataConfig
 from ganpkg.data.images import IMAGE_EXTENSIONS, RejectedImage, decode_bytes
 from ganpkg.errors import UserError
+from ganpkg.files import hash_bytes
+from ganpkg.registry import DATA_SOURCES
+
+if TYPE_CHECKING:
+    from ganpkg.config import DataConfig
 
 SNAPSHOT = "snapshot.json"  # the snapshot's own description, inside data/ (deterministic)
 
@@ -70,44 +72,9 @@ class Source(Protocol):
         ...
 
 
-# name → "module:Class", imported on first use so `import ganpkg` never imports torchvision.
-_REGISTRY: dict[str, str] = {
-    "mnist": "ganpkg.data.source_mnist:MnistSource",
-    "image_folder": "ganpkg.data.sources:ImageFolderSource",
-    "torchvision": "ganpkg.data.source_torchvision:TorchvisionSource",
-}
-
-
-def register_source(name: str, target: str) -> None:
-    """Add a source under ``name``; ``target`` is "module:Class" (instantiated without args)."""
-    _REGISTRY[name] = target
-
-
-def source_names() -> list[str]:
-    """The registered source names, sorted."""
-    return sorted(_REGISTRY)
-
-
 def get_source(name: str) -> Source:
     """The source registered as ``name``; an unknown name is a UserError listing valid ones."""
-    if name not in _REGISTRY:
-        raise UserError(f"data.source: unknown source {name!r}; valid: {', '.join(source_names())}")
-    module, _, cls = _REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), cls)()
-
-
-def md5_bytes(data: bytes) -> str:
-    """Hex md5 of bytes (the digest DVC uses, so our records and data.dvc speak alike)."""
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def md5_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return DATA_SOURCES.get(name)()
 
 
 def read_bytes(path: Path) -> bytes:
@@ -141,6 +108,7 @@ def sorted_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+@DATA_SOURCES.register("image_folder")
 class ImageFolderSource:
     """A folder of images, recursive; labels from first-level sub-folder names when present.
 
@@ -198,7 +166,7 @@ class ImageFolderSource:
 def _file_fetcher(path: Path, label: int) -> Callable[[], Fetched]:
     def fetch() -> Fetched:
         data = read_bytes(path)
-        return Fetched(decode_bytes(data), label, md5_bytes(data))
+        return Fetched(decode_bytes(data), label, hash_bytes(data, "md5"))
 
     return fetch
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,15 +21,17 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from ganpkg.checkpoint import save_atomic
-from ganpkg.config import EvalConfig
 from ganpkg.data.prepared import PreparedDataset, uint8_to_float
+from ganpkg.device import resolve_device
 from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import EXTRACTORS, sha256_file
 from ganpkg.evaluation.reference_stats import prepared_md5, split_indices
-from ganpkg.evaluation.weights import DOMAIN_FORMAT, read_domain_meta
+from ganpkg.files import hash_file, write_atomic
+from ganpkg.runtime import reproducible
 
-FIDELITY_NAME = EXTRACTORS["domain"][0]
+if TYPE_CHECKING:
+    from ganpkg.config import EvalConfig
+
+DOMAIN_FORMAT = "ganpkg-domain-extractor/1"
 
 
 class DomainNet(nn.Module):
@@ -52,6 +55,22 @@ class DomainNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(self.body(x))
         return features, self.head(features)
+
+
+def read_domain_meta(path: str | Path) -> dict:
+    """The domain extractor file (weights-only torch.save), validated as ours."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        # torch.load fails on junk in many ways (struct.error, UnpicklingError, EOFError, ...);
+        # whatever the way, the file is the user's to replace.
+        raise UserError(f"eval.domain.weights: {path} is not readable ({err.__class__.__name__}); "
+                        f"retrain it with `dvc repro train_extractor`") from None
+    if not isinstance(blob, dict) or blob.get("format") != DOMAIN_FORMAT:
+        raise UserError(f"eval.domain.weights: {path} is not a ganpkg domain extractor "
+                        f"(expected format {DOMAIN_FORMAT}); retrain it with "
+                        f"`dvc repro train_extractor`")
+    return blob
 
 
 def build_domain_net(meta: dict) -> DomainNet:
@@ -111,11 +130,11 @@ class FeatureExtractorDomain(FeatureExtractorBase):
         return (torch.rand([1, 3, 8, 8]) * 255).to(torch.uint8)
 
 
-def register_domain_extractor() -> str:
-    """Register ``ganpkg-domain`` with torch-fidelity (idempotent); returns the name."""
-    if FIDELITY_NAME not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(FIDELITY_NAME, FeatureExtractorDomain)
-    return FIDELITY_NAME
+def register_domain_extractor(name: str) -> str:
+    """Register the domain extractor with torch-fidelity under ``name`` (idempotent)."""
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(name, FeatureExtractorDomain)
+    return name
 
 
 def _labels_to_classes(labels: np.ndarray, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -142,28 +161,17 @@ def _accuracy(net: nn.Module, dataset: PreparedDataset, indices: np.ndarray, tar
     return correct / max(1, len(indices))
 
 
-def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str | Path | None = None,
-                           device: str = "auto") -> dict:
-    """Train the domain classifier on the `train` split, test it on `holdout`, save it.
-
-    Returns the info also written as JSON to eval.domain.report (or beside `out`): test
-    accuracy, data md5, sha256, so a dvc stage can declare that JSON as its metrics file.
-    """
-    dom = cfg.domain
-    report = Path(out).with_suffix(".json") if out else Path(dom.report)
-    out = Path(out or dom.weights)
-    classes, targets = _labels_to_classes(np.asarray(dataset.labels), Path(dataset.root))
-    splits = split_indices(len(dataset), cfg.holdout_fraction)
-    dev = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
-    torch.manual_seed(dom.seed)
-    net = DomainNet(dataset.channels, len(classes), dom.width, dom.feature_dim).to(dev)
+def _fit(dataset: PreparedDataset, dom, n_classes: int, targets: np.ndarray,
+         train_idx: np.ndarray, dev: torch.device) -> DomainNet:
+    """Adam + one-cycle on the given images, in a fixed order drawn from eval.domain.seed."""
+    net = DomainNet(dataset.channels, n_classes, dom.width, dom.feature_dim).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=dom.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=dom.lr, total_steps=dom.epochs * -(-len(splits["train"]) // dom.batch_size))
+        opt, max_lr=dom.lr, total_steps=dom.epochs * -(-len(train_idx) // dom.batch_size))
     rng = np.random.RandomState(dom.seed)
     for _ in range(dom.epochs):
         net.train()
-        order = rng.permutation(splits["train"])
+        order = rng.permutation(train_idx)
         for start in range(0, len(order), dom.batch_size):
             idx = order[start:start + dom.batch_size]
             if len(idx) < 2:  # BatchNorm cannot train on one image
@@ -175,7 +183,30 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
             loss.backward()
             opt.step()
             sched.step()
-    accuracy = _accuracy(net, dataset, splits["holdout"], targets, dev, 4 * dom.batch_size)
+    return net
+
+
+def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str | Path | None = None,
+                           device: str = "auto") -> dict:
+    """Train the domain classifier on the `train` split, test it on `holdout`, save it.
+
+    Bit-reproducible on CPU: the same data and eval.domain params give the same file bytes on
+    any machine of the same kind (one thread, deterministic kernels, a fixed data order), so a
+    fresh clone reproduces the committed dvc.lock. On a GPU the bytes may differ; the weights'
+    sha256 in the evaluation protocol then keeps the two yardsticks apart at the gate.
+
+    Returns the info also written as JSON to eval.domain.report (or beside `out`): test
+    accuracy, data md5, sha256, so a dvc stage can declare that JSON as its metrics file.
+    """
+    dom = cfg.domain
+    report = Path(out).with_suffix(".json") if out else Path(dom.report)
+    out = Path(out or dom.weights)
+    classes, targets = _labels_to_classes(np.asarray(dataset.labels), Path(dataset.root))
+    splits = split_indices(len(dataset), cfg.holdout_fraction)
+    dev = resolve_device(device, "the domain extractor's device")
+    with reproducible(dom.seed):
+        net = _fit(dataset, dom, len(classes), targets, splits["train"], dev)
+        accuracy = _accuracy(net, dataset, splits["holdout"], targets, dev, 4 * dom.batch_size)
     meta = {
         "format": DOMAIN_FORMAT, "channels": dataset.channels, "resolution": dataset.resolution,
         "classes": [int(c) for c in classes], "width": dom.width, "feature_dim": dom.feature_dim,
@@ -183,8 +214,8 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
         "n_train": len(splits["train"]), "n_test": len(splits["holdout"]),
     }
     state = {k: v.cpu() for k, v in net.state_dict().items()}
-    save_atomic({**meta, "state_dict": state}, out)
-    info = {**meta, "weights": str(out), "sha256": sha256_file(out)}
+    write_atomic(out, lambda f: torch.save({**meta, "state_dict": state}, f))
+    info = {**meta, "weights": str(out), "sha256": hash_file(out, "sha256"), "device": dev.type}
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(info, indent=2, sort_keys=True))
     return info

@@ -12,23 +12,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ganpkg.config import Config, EvalConfig
 from ganpkg.data.prepared import PreparedDataset, float_to_uint8, open_prepared
 from ganpkg.errors import UserError
+from ganpkg.evaluation.extractors import ExtractorSpec, resolve_extractor
 from ganpkg.evaluation.memorization import MemorizationReport, memorization_check
-from ganpkg.evaluation.protocol import EvalProtocol, metric_name, name_metrics
+from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.evaluation.reference_stats import (
     fidelity_device_kwargs,
     prepared_md5,
     reference_input,
 )
-from ganpkg.evaluation.weights import ExtractorSpec, resolve_extractor
+from ganpkg.metrics import metric_name, name_fidelity_results
+from ganpkg.registry import FEATURE_EXTRACTORS
+
+if TYPE_CHECKING:
+    from ganpkg.config import Config, EvalConfig
 
 
 class GeneratorSampler(nn.Module):
@@ -119,7 +123,8 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
         prc_neighborhood=cfg.prc_neighborhood, torch_fidelity=_fidelity_version(),
         extractor_test_accuracy=spec.test_accuracy,
     )
-    return EvalResult(name_metrics(raw, spec.extractor), protocol, raw=raw)
+    short = FEATURE_EXTRACTORS.get(spec.extractor).short
+    return EvalResult(name_fidelity_results(raw, short), protocol, raw=raw)
 
 
 def _fidelity_version() -> str:
@@ -142,8 +147,8 @@ def evaluate_generator(generator: nn.Module, z_dim: int, dataset: PreparedDatase
         report = memorization_check(GeneratorSampler(generator), z_dim, dataset, cfg, spec,
                                     out_dir=out_dir)
         result.memorization = report
-        result.metrics[metric_name("memorized_fraction", spec.extractor)] = \
-            report.memorized_fraction
+        short = FEATURE_EXTRACTORS.get(spec.extractor).short
+        result.metrics[metric_name("memorized_fraction", short)] = report.memorized_fraction
     if out_dir is not None:
         result.save(Path(out_dir) / "eval.json")
     return result

@@ -52,8 +52,9 @@ def main() -> None:
     from torch_fidelity.fidelity import main as fidelity_main
 
     from ganpkg.evaluation.extractor_domain import register_domain_extractor
+    from ganpkg.evaluation.extractors import DomainExtractor
 
-    register_domain_extractor()
+    register_domain_extractor(DomainExtractor.fidelity_name)
     fidelity_main()
 
 

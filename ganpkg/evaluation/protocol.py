@@ -1,49 +1,18 @@
-"""What a metric was measured with, and the names metrics carry.
+"""What a metric was measured with, so that only like is compared with like.
 
 A FID is only comparable with another FID measured by the same extractor (and weights), on
 the same reference data, with the same number of samples. Every result therefore carries an
-``EvalProtocol``; ``comparable_with`` is what a gate asks before comparing two numbers.
+``EvalProtocol``; the gate asks ``differences`` before it compares two numbers. Runs and model
+versions store it as string tags ``eval.<field>`` (``to_tags`` / ``from_tags``).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import typing
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-# config value → (name registered in torch-fidelity, short name used in metric names)
-EXTRACTORS: dict[str, tuple[str, str]] = {
-    "inception-v3-compat": ("inception-v3-compat", "inception"),
-    "domain": ("ganpkg-domain", "domain"),
-}
-
-# torch-fidelity's result keys → ganpkg's metric stems (the extractor is appended)
-_METRIC_STEMS = {
-    "frechet_inception_distance": "fid",
-    "inception_score_mean": "is",
-    "inception_score_std": "is_std",
-    "kernel_inception_distance_mean": "kid",
-    "kernel_inception_distance_std": "kid_std",
-    "precision": "precision",
-    "recall": "recall",
-    "f_score": "f_score",
-}
-
-
-def metric_name(stem: str, extractor: str) -> str:
-    """`fid` + `inception-v3-compat` → `fid_inception`; `fid` + `domain` → `fid_domain`."""
-    return f"{stem}_{EXTRACTORS[extractor][1]}"
-
-
-def name_metrics(raw: dict[str, float], extractor: str) -> dict[str, float]:
-    """torch-fidelity's result dict → ganpkg metric names that say what measured them."""
-    out = {}
-    for key, value in raw.items():
-        stem = _METRIC_STEMS.get(key)
-        assert stem is not None, f"unexpected torch-fidelity metric {key}"
-        out[metric_name(stem, extractor)] = float(value)
-    return out
+TAG_PREFIX = "eval."
 
 
 @dataclass(frozen=True)
@@ -69,37 +38,45 @@ class EvalProtocol:
         """Plain dict (JSON-able), e.g. for metrics files."""
         return asdict(self)
 
-    def comparable_with(self, other: EvalProtocol) -> bool:
-        """Same measurement: everything but the FREE_FIELDS."""
-        mine = {k: v for k, v in self.as_dict().items() if k not in FREE_FIELDS}
-        theirs = {k: v for k, v in other.as_dict().items() if k not in FREE_FIELDS}
-        return mine == theirs
+    def to_tags(self) -> dict[str, str]:
+        """``eval.<field>`` string tags (MLflow tags are strings; None becomes '')."""
+        return protocol_tags(self.as_dict())
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> EvalProtocol | None:
+        """The protocol recorded in ``eval.*`` tags; None when there is none. Fields an older
+        version did not record come back as None (and so differ from a recorded value)."""
+        if not tags.get(f"{TAG_PREFIX}extractor"):
+            return None
+        hints = typing.get_type_hints(cls)
+        values = {f.name: _parse(tags.get(f"{TAG_PREFIX}{f.name}"), hints[f.name])
+                  for f in fields(cls)}
+        return cls(**values)
+
+    def differences(self, other: EvalProtocol) -> list[str]:
+        """Fields that differ between two measurements, except those free to differ."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return sorted(k for k in mine if k not in FREE_FIELDS and mine[k] != theirs[k])
 
 
 # Protocol fields that may differ between two comparable measurements.
 FREE_FIELDS = frozenset({"seed", "extractor_test_accuracy"})
 
 
+def _parse(text: str | None, hint: Any) -> Any:
+    if text is None or text == "":
+        return None
+    kinds = typing.get_args(hint) or (hint,)
+    for kind in (int, float):
+        if kind in kinds:
+            try:
+                return kind(text)
+            except ValueError:
+                return text  # a value of another shape: kept, so it differs from a number
+    return text
+
+
 def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
     """A protocol (``EvalProtocol.as_dict()``) as string tags ``eval.<field>``, for runs and model
     versions alike (MLflow tags are strings)."""
-    return {f"eval.{k}": "" if v is None else str(v) for k, v in protocol.items()}
-
-
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in chunks (weights files are ~100 MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def md5_files(paths: list[Path], chunk_bytes: int = 1 << 22) -> str:
-    """One md5 over the bytes of several files, in the given order."""
-    digest = hashlib.md5()
-    for path in paths:
-        with open(path, "rb") as f:
-            while block := f.read(chunk_bytes):
-                digest.update(block)
-    return digest.hexdigest()
+    return {f"{TAG_PREFIX}{k}": "" if v is None else str(v) for k, v in protocol.items()}

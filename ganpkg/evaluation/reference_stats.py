@@ -10,21 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ganpkg.config import EvalConfig
 from ganpkg.data.prepared import IMAGES, LABELS, PreparedDataset
-from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import md5_files
+from ganpkg.device import resolve_device
+from ganpkg.files import hash_bytes, hash_file
+
+if TYPE_CHECKING:
+    from ganpkg.config import EvalConfig
 
 # The split must not move when eval.seed changes (it decides which images the domain
 # extractor never saw), so it has its own fixed seed.
 SPLIT_SEED = 20_170_608
-
-_MD5_MEMO: dict[tuple, str] = {}
 
 
 class UInt8Images(Dataset):
@@ -73,12 +74,9 @@ def reference_indices(n: int, cfg: EvalConfig) -> np.ndarray:
 
 
 def prepared_md5(dataset: PreparedDataset) -> str:
-    """md5 of the prepared images and labels bytes (memoized per file size and mtime)."""
-    paths = [Path(dataset.root) / IMAGES, Path(dataset.root) / LABELS]
-    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    if key not in _MD5_MEMO:
-        _MD5_MEMO[key] = md5_files(paths)
-    return _MD5_MEMO[key]
+    """md5 naming the prepared images and labels (of their two md5s; each file hashed once)."""
+    images, labels = (hash_file(Path(dataset.root) / name, "md5") for name in (IMAGES, LABELS))
+    return hash_bytes(f"{images} {labels}".encode(), "md5")
 
 
 def reference_cache_name(data_md5: str, split: str, n: int, weights_sha256: str,
@@ -90,9 +88,7 @@ def reference_cache_name(data_md5: str, split: str, n: int, weights_sha256: str,
 
 def fidelity_device_kwargs(device: str) -> dict:
     """torch-fidelity's `cuda` flag from eval.device (auto → CUDA when visible)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("eval.device is 'cuda' but no CUDA device is visible; use auto or cpu")
-    return {"cuda": device != "cpu" and torch.cuda.is_available()}
+    return {"cuda": resolve_device(device, "eval.device").type == "cuda"}
 
 
 def fid_layer(spec) -> str:

@@ -71,7 +71,7 @@ def test_saved_config_round_trips_and_hash_tracks_changes(tmp_path):
 
 def test_cli_prints_one_line_and_exits_2(tmp_path):
     path = write(tmp_path, {"train": {"batch_size": -1}})
-    proc = subprocess.run([sys.executable, "-m", "ganpkg", "train", "-c", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "train", "-c", str(path)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "train.batch_size" in proc.stderr

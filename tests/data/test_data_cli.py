@@ -6,8 +6,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ganpkg import cli_data
 from ganpkg.errors import UserError
+from pipelines.cli import data as cli_data
 
 
 @pytest.fixture

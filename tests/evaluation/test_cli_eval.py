@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from ganpkg import checkpoint as ckpt
-from ganpkg.cli import main
 from ganpkg.config import Config, ModelConfig
 from ganpkg.networks import build_generator
+from pipelines.cli import main
 
 
 @pytest.fixture

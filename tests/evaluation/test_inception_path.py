@@ -11,9 +11,9 @@ import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from eval_helpers import LinearGenerator
 
 from ganpkg.config import Config
+from ganpkg.evaluation.extractors import check_eval_ready
 from ganpkg.evaluation.fidelity import evaluate_generator
-from ganpkg.evaluation.protocol import sha256_file
-from ganpkg.evaluation.weights import check_eval_ready
+from ganpkg.files import hash_file
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_inception_from_a_local_path_never_downloads(tiny, random_inception, tmp
     monkeypatch.setattr(tf_inception, "load_state_dict_from_url", pytest.fail)
     eval_cfg = tiny.cfg.model_copy(update={
         "extractor": "inception-v3-compat", "inception_weights": str(random_inception),
-        "inception_weights_sha256": sha256_file(random_inception), "n_samples": 8,
+        "inception_weights_sha256": hash_file(random_inception), "n_samples": 8,
         "batch_size": 8, "reference_max_images": 8, "isc_splits": 2, "kid_subsets": 4,
         "memorization": False,
     })

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from ganpkg.data.prepared import uint8_to_float
+from ganpkg.evaluation.extractors import resolve_extractor
 from ganpkg.evaluation.fidelity import GeneratorSampler
 from ganpkg.evaluation.memorization import memorization_check, nearest_neighbours
-from ganpkg.evaluation.weights import resolve_extractor
 
 
 class CopyGenerator(torch.nn.Module):

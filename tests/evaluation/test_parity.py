@@ -8,10 +8,10 @@ import torch
 from eval_helpers import LinearGenerator
 from PIL import Image
 
+from ganpkg.evaluation.extractors import resolve_extractor
 from ganpkg.evaluation.fidelity import calculate
 from ganpkg.evaluation.fidelity_cli import cli_args, run_fidelity_cli
 from ganpkg.evaluation.reference_stats import reference_indices
-from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.sampling import save_images
 
 

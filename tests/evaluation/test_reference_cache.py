@@ -7,13 +7,13 @@ import torch_fidelity.utils
 from eval_helpers import make_shapes
 
 from ganpkg.data.prepared import open_prepared, write_prepared
+from ganpkg.evaluation.extractors import resolve_extractor
 from ganpkg.evaluation.reference_stats import (
     prepared_md5,
     reference_cache_name,
     reference_indices,
     reference_statistics,
 )
-from ganpkg.evaluation.weights import resolve_extractor
 
 
 def test_every_input_of_the_reference_changes_its_cache_name():

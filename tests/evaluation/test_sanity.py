@@ -7,9 +7,9 @@ import torch
 from eval_helpers import LinearGenerator
 
 from ganpkg.config import ModelConfig
+from ganpkg.evaluation.extractors import resolve_extractor
 from ganpkg.evaluation.fidelity import calculate, evaluate_generator
 from ganpkg.evaluation.reference_stats import UInt8Images, split_indices
-from ganpkg.evaluation.weights import resolve_extractor
 from ganpkg.networks import build_generator
 
 
@@ -47,9 +47,10 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not(tiny, tmp_p
     assert (tmp_path / "a" / "eval.json").is_file()
     other = evaluate_generator(g, 16, ds, cfg.model_copy(update={"seed": 1}))
     assert other.metrics["fid_domain"] != first.metrics["fid_domain"]
-    assert not other.protocol.comparable_with(first.protocol.__class__(
-        **{**first.protocol.as_dict(), "n_samples": 10}))
-    assert other.protocol.comparable_with(first.protocol)  # seed differs, measurement does not
+    assert other.protocol.differences(first.protocol.__class__(
+        **{**first.protocol.as_dict(), "n_samples": 10})) == ["n_samples"]
+    assert other.protocol.differences(first.protocol) == []  # seed differs, measurement does not
+    assert type(first.protocol).from_tags(first.protocol.to_tags()) == first.protocol
 
 
 def test_metric_names_carry_the_extractor_and_switches_are_honoured(tiny):

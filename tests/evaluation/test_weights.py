@@ -13,11 +13,11 @@ from eval_helpers import make_shapes
 from ganpkg.config import Config, EvalConfig
 from ganpkg.data.prepared import open_prepared, write_prepared
 from ganpkg.errors import UserError
-from ganpkg.evaluation import weights
+from ganpkg.evaluation import extractors as weights
+from ganpkg.evaluation.extractors import check_eval_ready, inception_hub_path, resolve_extractor
 from ganpkg.evaluation.fidelity import calculate
-from ganpkg.evaluation.protocol import sha256_file
 from ganpkg.evaluation.reference_stats import UInt8Images
-from ganpkg.evaluation.weights import check_eval_ready, inception_hub_path, resolve_extractor
+from ganpkg.files import hash_file
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_matching_sha256_passes_and_a_download_lands_in_the_hub_cache(tmp_path, 
     local.write_bytes(payload)
     spec = check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights=str(local),
                                                    inception_weights_sha256=pinned[:12])))
-    assert spec.weights_path == str(local) and sha256_file(local) == spec.weights_sha256
+    assert spec.weights_path == str(local) and hash_file(local) == spec.weights_sha256
 
 
 def sha256_file_bytes(data: bytes) -> str:

@@ -53,7 +53,7 @@ def test_two_trials_nest_under_one_parent_and_the_better_one_is_registered(proje
 
 def ganpkg_cli(*args):
     env = {**os.environ, "COLUMNS": "200"}  # rich wraps help to the terminal width
-    return subprocess.run([sys.executable, "-m", "ganpkg", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True,
                           text=True, env=env, timeout=120, check=False)
 
 

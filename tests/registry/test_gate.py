@@ -12,7 +12,7 @@ from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import protocol_tags
 from pipelines import registry
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, apply_gate, decide
-from pipelines.tracking import using_tracking_uri
+from pipelines.registry_load import using_tracking_uri
 
 CFG = RegistryConfig(primary_metric="fid_domain", margin=0.5, max_memorized_fraction=0.05)
 
@@ -112,7 +112,7 @@ def test_worse_never_champion_then_better_then_rollback_and_promote(registered):
 def test_promote_cli(registered, monkeypatch, tmp_path):
     import typer
 
-    from ganpkg import cli_registry
+    from pipelines.cli import registry as cli_registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registered.uri)
     monkeypatch.chdir(tmp_path)  # no params.yaml: embedded defaults

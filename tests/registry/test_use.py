@@ -15,7 +15,7 @@ from ganpkg.config import load_config
 from ganpkg.training import train
 from pipelines.leaderboard import format_table, leaderboard, write_csv
 from pipelines.lineage import download_config, format_lineage, lineage
-from pipelines.tracking import using_tracking_uri
+from pipelines.registry_load import using_tracking_uri
 
 CHAMPION = "models:/ganpkg-generator@champion"
 
@@ -65,7 +65,7 @@ def test_sample_by_alias_in_a_fresh_process_with_only_mlflow_and_torch(registere
             "bad = [m for m in sys.modules if m.startswith('ganpkg')]; assert not bad, bad; "
             f"sys.argv = ['ganpkg', 'sample', '--model', {CHAMPION!r}, '--n', '9', "
             f"'--out', {str(out)!r}]; "
-            "from ganpkg.cli import main; main()")
+            "from pipelines.cli import main; main()")
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(registered.uri),
                    cwd=tmp_path)
     assert Image.open(out).size == (3 * 34 + 2, 3 * 34 + 2)  # 3×3 grid of 32² + padding

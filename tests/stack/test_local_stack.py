@@ -110,7 +110,7 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, tmp_path,
     env.update(env_vars, OMP_NUM_THREADS="1", PREFECT_HOME=str(tmp_path / "prefect-client"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "ganpkg", "run", "--force"], cwd=project,
+    run = subprocess.run([sys.executable, "-m", "pipelines", "run", "--force"], cwd=project,
                          env=env, capture_output=True, text=True, timeout=300, check=False)
     flow_seconds = time.monotonic() - started
     outcome = run.stderr[run.stderr.rfind("registered "):] if "registered " in run.stderr else ""

@@ -35,7 +35,7 @@ def test_two_rank_step_matches_single_process(tmp_path, tiny_overrides):
         f"train.run_dir={tmp_path / 'ddp'}"]).model_dump(mode="json")))
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "ganpkg", "train", "-c", str(params)],
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "pipelines", "train", "-c", str(params)],
         capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -34,7 +34,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_overrides):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(load_config(None, overrides + [
         f"train.run_dir={run_dir}"]).model_dump(mode="json")))
-    proc = subprocess.Popen([sys.executable, "-m", "ganpkg", "train", "-c", str(params)],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "train", "-c", str(params)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while latest_checkpoint(run_dir / "checkpoints") is None and time.time() < deadline:

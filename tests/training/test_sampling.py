@@ -13,7 +13,7 @@ from ganpkg.training import train
 
 
 def sample(*args):
-    return subprocess.run([sys.executable, "-m", "ganpkg", "sample", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "pipelines", "sample", *map(str, args)],
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -1,4 +1,6 @@
-"""Options and helpers shared by every `ganpkg` command module (no imports of them, no cycle)."""
+"""Options and helpers every `ganpkg` command module shares (they import this, never each other)."""
+
+from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
@@ -23,3 +25,13 @@ def resolve_config(config: Path, overrides: list[str] | None) -> Config:
     """Load params.yaml (or the embedded defaults when it is absent) with --set overrides."""
     path = config if config.exists() or str(config) != "params.yaml" else None
     return load_config(path, overrides or [])
+
+
+def config_path(config: Path) -> str | None:
+    """What the flows get: the params file, or None for the embedded defaults."""
+    return str(config) if config.exists() else None
+
+
+def say(text: str) -> None:
+    """One plain line on stderr (no rich markup or highlighting: paths and brackets verbatim)."""
+    console.print(text, highlight=False, soft_wrap=True, markup=False)

@@ -1,3 +1,0 @@
-from ganpkg.cli import main
-
-main()

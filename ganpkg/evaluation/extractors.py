@@ -1,0 +1,181 @@
+"""The feature extractors an evaluation can use (``eval.extractor``), their weights resolved and
+sha256-checked, and the fail-fast check.
+
+Each extractor registers in ``FEATURE_EXTRACTORS`` with the name params.yaml uses, the name
+torch-fidelity knows it by, the short name metric names carry and how it finds its weights.
+
+torch-fidelity downloads its Inception weights on first use; an air-gapped machine cannot, and
+learning that after hours of training is the worst time. ``check_eval_ready`` runs before
+training: it finds the weights (``eval.inception_weights``, torch's hub cache, or a download
+into that cache), checks their sha256, and otherwise fails with one line saying how to fix it.
+The resolved path is always handed to torch-fidelity explicitly, so it never downloads itself.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ganpkg.errors import UserError
+from ganpkg.files import atomic_write, hash_file
+from ganpkg.registry import FEATURE_EXTRACTORS
+
+if TYPE_CHECKING:
+    from ganpkg.config import Config, EvalConfig
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A feature extractor resolved to a weights file whose sha256 is known."""
+
+    extractor: str  # the eval.extractor value
+    fidelity_name: str  # its name in torch-fidelity's registry
+    weights_path: str
+    weights_sha256: str
+    input_resolution: int | None  # what images are resized to; None = their own size
+    resize_kind: str = "bilinear"  # how (part of the protocol)
+    test_accuracy: float | None = None  # domain extractor: accuracy on the held-out images
+    data_md5: str | None = None  # domain extractor: the prepared data it was trained on
+
+    def resize(self, resolution: int) -> str:
+        """How images of `resolution` reach the network (part of the protocol)."""
+        target = self.input_resolution
+        if target is None or target == resolution:
+            return "none"
+        return f"{self.resize_kind} {resolution}->{target}"
+
+
+# -- Inception-v3 (torch-fidelity's port of the TF FID network) --------------------------------
+def inception_url() -> str:
+    """The URL torch-fidelity downloads its Inception weights from."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
+
+
+def expected_inception_sha256(cfg: EvalConfig) -> str:
+    """The pinned digest, or the sha256 prefix torch hub's file-name convention puts in the URL."""
+    if cfg.inception_weights_sha256:
+        return cfg.inception_weights_sha256
+    match = re.search(r"-([0-9a-f]{8,64})\.pth$", inception_url())
+    assert match, f"no hash in torch-fidelity's weights URL {inception_url()}"
+    return match.group(1)
+
+
+def inception_hub_path() -> Path:
+    """Where torch hub (and so torch-fidelity) keeps the downloaded Inception weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / inception_url().rsplit("/", 1)[-1]
+
+
+def download_inception(dest: Path, timeout_s: float = 60.0) -> None:
+    """Fetch the Inception weights into `dest` (atomically); raises OSError when offline."""
+    with atomic_write(dest) as out, urllib.request.urlopen(inception_url(),
+                                                           timeout=timeout_s) as resp:
+        while block := resp.read(1 << 20):
+            out.write(block)
+
+
+def _verified(path: Path, expected: str, key: str) -> str:
+    sha = hash_file(path, "sha256")
+    if not sha.startswith(expected):
+        raise UserError(
+            f"{key}: {path} has sha256 {sha[:16]}…, expected {expected[:16]}…; it is not the "
+            f"file torch-fidelity uses ({inception_url()}): download it again"
+        )
+    return sha
+
+
+@FEATURE_EXTRACTORS.register("inception-v3-compat")
+class InceptionExtractor:
+    """torch-fidelity's Inception-v3 (the FID/IS/KID papers' network), 299² tf1-bilinear."""
+
+    fidelity_name = "inception-v3-compat"
+    short = "inception"
+
+    @staticmethod
+    def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
+        """Weights from eval.inception_weights, the hub cache, or a download; sha-checked."""
+        expected = expected_inception_sha256(cfg)
+        if cfg.inception_weights:
+            path = Path(cfg.inception_weights).expanduser()
+            if not path.is_file():
+                raise UserError(
+                    f"eval.inception_weights: {path} not found; copy torch-fidelity's "
+                    f"{inception_url().rsplit('/', 1)[-1]} there, or use eval.extractor=domain"
+                )
+            key = "eval.inception_weights"
+        else:
+            path = inception_hub_path()
+            key = "Inception weights in torch hub's cache"
+            if not path.is_file():
+                reason = "downloads are off"
+                if download:
+                    try:
+                        download_inception(path)
+                    except OSError as err:
+                        reason = f"downloading failed: {getattr(err, 'reason', err)}"
+                if not path.is_file():
+                    raise UserError(
+                        f"eval.extractor is inception-v3-compat but its weights are unavailable "
+                        f"({reason}): fetch {inception_url()} on a connected machine and set "
+                        f"eval.inception_weights=/path/to/that/file, or set eval.extractor=domain"
+                    )
+        sha = _verified(path, expected, key)
+        return ExtractorSpec("inception-v3-compat", InceptionExtractor.fidelity_name, str(path),
+                             sha, input_resolution=299, resize_kind="tf1-bilinear")
+
+
+# -- the domain classifier (extractor_domain.py) ------------------------------------------------
+@FEATURE_EXTRACTORS.register("domain")
+class DomainExtractor:
+    """The small classifier the train_extractor stage trains on the prepared labels."""
+
+    fidelity_name = "ganpkg-domain"
+    short = "domain"
+
+    @staticmethod
+    def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
+        """The trained domain classifier named by eval.domain.weights."""
+        # Imported here: it imports torch-fidelity (seconds), which config validation and the
+        # commands that never evaluate should not pay for.
+        from ganpkg.evaluation.extractor_domain import read_domain_meta, register_domain_extractor
+
+        path = Path(cfg.domain.weights)
+        if not path.is_file():
+            raise UserError(
+                f"eval.domain.weights: {path} not found; train it once per data version with "
+                f"`dvc repro train_extractor` (or `ganpkg train-extractor`)"
+            )
+        meta = read_domain_meta(path)
+        # torch-fidelity builds extractors from its registry by name: register ours on first use.
+        register_domain_extractor(DomainExtractor.fidelity_name)
+        return ExtractorSpec(
+            "domain", DomainExtractor.fidelity_name, str(path), hash_file(path, "sha256"),
+            input_resolution=int(meta["resolution"]), test_accuracy=float(meta["test_accuracy"]),
+            data_md5=str(meta["data_md5"]),
+        )
+
+
+def resolve_extractor(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
+    """The extractor eval.extractor names, with verified weights (UserError when unavailable)."""
+    return FEATURE_EXTRACTORS.get(cfg.extractor).resolve(cfg, download=download)
+
+
+def check_eval_ready(config: Config, download: bool = True,
+                     need_domain_weights: bool = False) -> ExtractorSpec | None:
+    """Fail fast, before training, when evaluation could not run; one-line UserError says how.
+
+    Inception: the weights must be found (or downloaded) and match their sha256. Domain: the
+    classifier is trained by the `train_extractor` stage after `prepare`, so its absence is only
+    an error when ``need_domain_weights`` (a file that is there must be a valid one).
+    """
+    cfg = config.eval
+    if cfg.extractor == "domain" and not need_domain_weights \
+            and not Path(cfg.domain.weights).is_file():
+        return None
+    return resolve_extractor(cfg, download=download)

@@ -1,0 +1,120 @@
+"""The metric vocabulary: every metric stem once, with what computes it and which way is better.
+
+A metric's name says what measured it: ``<stem>_<extractor>`` (``fid_domain``,
+``is_inception``), and a statistic recorded beside a value adds a qualifier
+(``fid_domain_se``, ``fid_domain_floor``). The config validator, the gate, the leaderboard,
+sweeps and tracking all read names through ``parse`` and directions through ``lower_is_better``,
+so adding a metric is one ``METRICS.register`` call here (or in a plugin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ganpkg.registry import FEATURE_EXTRACTORS, Registry
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric stem: torch-fidelity's key for it, its direction and the flag that enables it."""
+
+    stem: str
+    fidelity_key: str | None  # key in torch-fidelity's result dict; None: computed by ganpkg
+    lower_is_better: bool
+    flag: str  # the eval.* switch that enables it (fid, isc, kid, prc, memorization)
+    gateable: bool = True  # can be registry.primary_metric (spreads and checks cannot)
+
+
+METRICS: Registry = Registry("metric", ())
+for _metric in (
+    Metric("fid", "frechet_inception_distance", True, "fid"),
+    Metric("kid", "kernel_inception_distance_mean", True, "kid"),
+    Metric("kid_std", "kernel_inception_distance_std", True, "kid", gateable=False),
+    Metric("is", "inception_score_mean", False, "isc"),
+    Metric("is_std", "inception_score_std", True, "isc", gateable=False),
+    Metric("precision", "precision", False, "prc"),
+    Metric("recall", "recall", False, "prc"),
+    Metric("f_score", "f_score", False, "prc"),
+    Metric("memorized_fraction", None, True, "memorization", gateable=False),
+):
+    METRICS.register(_metric.stem)(_metric)
+
+# Statistics stored beside a metric's value, as name suffixes.
+QUALIFIERS = ("se", "ci_low", "ci_high", "floor", "baseline")
+
+
+@dataclass(frozen=True)
+class MetricName:
+    """A parsed metric name: stem, extractor short name and an optional qualifier."""
+
+    metric: Metric
+    extractor: str
+    qualifier: str | None = None
+
+    def __str__(self) -> str:
+        return metric_name(self.metric.stem, self.extractor, self.qualifier)
+
+    @property
+    def value_name(self) -> str:
+        """The name of the value itself (without a qualifier)."""
+        return metric_name(self.metric.stem, self.extractor)
+
+
+def extractor_short_names() -> dict[str, str]:
+    """eval.extractor value → the short name metric names carry (domain, inception, ...)."""
+    return {name: FEATURE_EXTRACTORS.get(name).short for name in FEATURE_EXTRACTORS.names()}
+
+
+def metric_name(stem: str, extractor_short: str, qualifier: str | None = None) -> str:
+    """``fid`` + ``domain`` → ``fid_domain``; with qualifier ``se`` → ``fid_domain_se``."""
+    name = f"{stem}_{extractor_short}"
+    return f"{name}_{qualifier}" if qualifier else name
+
+
+def parse(name: str) -> MetricName | None:
+    """``fid_domain_se`` → MetricName(fid, domain, se); None for what is not a metric name
+    (losses, images/s, ...)."""
+    shorts = set(extractor_short_names().values())
+    for qualifier in (None, *QUALIFIERS):
+        base = name if qualifier is None else name.removesuffix(f"_{qualifier}")
+        if qualifier is not None and base == name:
+            continue
+        # Longest stems first: is_std_domain is is_std, not is with extractor std_domain.
+        for stem in sorted(METRICS.names(), key=len, reverse=True):
+            extractor = base.removeprefix(f"{stem}_")
+            if extractor != base and extractor in shorts:
+                return MetricName(METRICS.get(stem), extractor, qualifier)
+    return None
+
+
+def lower_is_better(name: str) -> bool:
+    """The direction of a metric name (qualifiers share their value's); True for non-metrics
+    such as losses."""
+    parsed = parse(name)
+    return True if parsed is None else parsed.metric.lower_is_better
+
+
+def name_fidelity_results(raw: dict[str, float], extractor_short: str) -> dict[str, float]:
+    """torch-fidelity's result dict → metric names that say what measured them."""
+    by_key = {m.fidelity_key: m.stem for m in map(METRICS.get, METRICS.names()) if m.fidelity_key}
+    out = {}
+    for key, value in raw.items():
+        assert key in by_key, f"unexpected torch-fidelity metric {key}"
+        out[metric_name(by_key[key], extractor_short)] = float(value)
+    return out
+
+
+def check_primary_metric(name: str, extractor: str, enabled: dict[str, bool]) -> None:
+    """Refuse a gate metric evaluation will not produce: unknown, not gateable, measured by
+    another extractor, or switched off. Raises ValueError (the config turns it into one line)."""
+    parsed = parse(name)
+    gateable = [m.stem for m in map(METRICS.get, METRICS.names()) if m.gateable]
+    short = FEATURE_EXTRACTORS.get(extractor).short
+    if parsed is None or parsed.qualifier is not None or not parsed.metric.gateable:
+        raise ValueError(f"{name!r} is not a gate metric; use <stem>_{short} with stem one of "
+                         f"{', '.join(gateable)}")
+    if parsed.extractor != short:
+        raise ValueError(f"{name} is not measured with eval.extractor {extractor}; use "
+                         f"{parsed.metric.stem}_{short}")
+    if not enabled.get(parsed.metric.flag, False):
+        raise ValueError(f"{name} needs eval.{parsed.metric.flag}=true")

@@ -1,0 +1,61 @@
+"""The `ganpkg` command line (Typer): one module per command group, wired together here.
+
+    data.py      ganpkg data ingest | prepare | verify | push | lineage
+    train.py     ganpkg train, ganpkg sample
+    evaluation.py  ganpkg evaluate, ganpkg train-extractor
+    flow.py      ganpkg run, ganpkg sweep, ganpkg serve      (Prefect)
+    registry.py  ganpkg promote, ganpkg lineage, ganpkg leaderboard   (MLflow)
+
+A new command goes into the module of its group (or a new module with a ``register(root)``
+added to GROUPS). Modules import Prefect, MLflow and DVC inside their commands only, so
+`ganpkg train`, `evaluate` and `sample --checkpoint` run where only PyTorch is installed. Bad
+input prints one line and exits 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+import ganpkg
+from ganpkg.errors import UserError
+from pipelines.cli import data, evaluation, flow, registry, train
+from pipelines.cli.common import console
+
+GROUPS = (flow, train, data, evaluation, registry)
+
+app = typer.Typer(
+    help="ganpkg: train, evaluate, register and sample GANs reproducibly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,  # help texts verbatim: "[default: …]" and brackets stay visible
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ganpkg {ganpkg.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """ganpkg: train, evaluate, register and sample GANs reproducibly."""
+
+
+for _group in GROUPS:
+    _group.register(app)
+
+
+def main() -> None:
+    """Console-script entry point (`ganpkg`, `python -m pipelines`)."""
+    try:
+        app()
+    except UserError as err:
+        console.print(f"error: {err}", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(2)

@@ -1,0 +1,106 @@
+"""`ganpkg run` (the retrain flow), `ganpkg sweep` (parallel trials) and `ganpkg serve`.
+
+Prefect, MLflow and DVC are imported inside the commands, so the other commands of the app
+work on a box that has only PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ganpkg.sweep import check_trials, sweep_trials
+from pipelines.cli.common import ConfigOpt, SetOpt, config_path, console, resolve_config
+
+
+def _in_prefect(start: Callable[[], Any]) -> Any:
+    """``start()`` (it imports and calls a flow) once Prefect's temporary server answers; the
+    server starts first so that its start-up overlaps the heavy imports."""
+    from pipelines.prefect_server import TemporaryServer, warm_imports
+
+    with TemporaryServer() as server:
+        warm_imports()  # while the server starts, on the other core
+        server.wait()
+        return start()
+
+
+ForceOpt = Annotated[bool, typer.Option(
+    help="Retrain even if data and config are those of the current champion.")]
+
+
+def run(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None,
+        force: ForceOpt = False) -> None:
+    """The whole pipeline as one Prefect flow: data → prepare → train → evaluate → register."""
+    resolve_config(config, set_)  # validate before starting Prefect (one-line errors)
+
+    def start() -> dict:
+        from pipelines.flows import retrain
+
+        return retrain(config_path=config_path(config), overrides=list(set_ or []), force=force)
+
+    outcome = _in_prefect(start)
+    from pipelines.main import print_outcome
+
+    print_outcome(outcome, console)
+
+
+GridOpt = Annotated[list[str] | None, typer.Option(
+    help="section.key=v1,v2,...: one trial per combination of all --grid values (repeatable).")]
+TrialOpt = Annotated[list[str] | None, typer.Option(
+    help="One more trial, its overrides space-separated: "
+         "\"train.lr_g=1e-4 model.g_width=16\" (repeatable).")]
+ParallelOpt = Annotated[int, typer.Option(min=1, help="Trials running at once.")]
+
+
+def sweep(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, grid: GridOpt = None,
+          trial: TrialOpt = None, max_parallel: ParallelOpt = 2) -> None:
+    """Hyperparameter sweep: each trial trains and evaluates as a flow run of its own.
+
+    Data is prepared once; trials are MLflow runs nested under one parent run; the best by
+    registry.primary_metric is registered and gated like `ganpkg run`. A failed trial is
+    reported, the sweep fails only if all do. Trials vary model.* and train.* keys.
+    Example (4 trials): ganpkg sweep --grid train.lr_g=1e-4,2e-4 --grid model.g_width=16,32.
+    On a work pool: `prefect deploy` pipelines/sweep.py:sweep (its trials run in its worker).
+    """
+    trials = sweep_trials(grid or [], trial or [])
+    check_trials(trials, set_ or [])
+    for spec in trials:  # every trial validated before Prefect starts (one-line errors)
+        resolve_config(config, [*(set_ or []), *spec])
+
+    def start() -> dict:
+        from pipelines.sweep import sweep as sweep_flow
+
+        return sweep_flow(config_path=config_path(config), trials=trials,
+                          overrides=list(set_ or []), max_parallel=max_parallel)
+
+    outcome = _in_prefect(start)
+    from pipelines.sweep import print_sweep
+
+    print_sweep(outcome, console)
+
+
+NameOpt = Annotated[str, typer.Option(help="Deployment name.")]
+
+
+def serve(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None,
+          name: NameOpt = "scheduled") -> None:
+    """Serve the retrain flow with the cron schedule of params.yaml (Ctrl-C stops).
+
+    Starts a local Prefect server on 127.0.0.1:4200 when PREFECT_API_URL answers nothing.
+    Trigger an ad-hoc run with: prefect deployment run 'retrain/scheduled'.
+    """
+    from pipelines.prefect_server import apply_prefect_defaults
+    from pipelines.serve import serve_retrain
+
+    cfg = resolve_config(config, set_)
+    apply_prefect_defaults()
+    serve_retrain(cfg, config_path=config_path(config), overrides=list(set_ or []), name=name)
+
+
+def register(root: typer.Typer) -> None:
+    """Add these commands to the main app."""
+    for command in (run, sweep, serve):
+        root.command()(command)

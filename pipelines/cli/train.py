@@ -1,0 +1,90 @@
+"""`ganpkg train` and `ganpkg sample`: training alone and drawing images.
+
+Both run where only PyTorch is installed (a bare GPU box): they import ganpkg alone, except
+`sample --model`, which needs mlflow to resolve the registry URI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from ganpkg.errors import UserError
+from pipelines.cli.common import ConfigOpt, SetOpt, console, resolve_config, say
+
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from run_dir's newest checkpoint.")]
+DryRunOpt = Annotated[bool, typer.Option(help="Validate and print the config, then stop.")]
+
+
+def train(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, resume: ResumeOpt = True,
+          dry_run: DryRunOpt = False) -> None:
+    """Train a GAN on the prepared data (train.run_dir holds checkpoints and sample grids).
+
+    Under torchrun (`torchrun --nproc_per_node=N -m pipelines train`) each rank trains its
+    slice of every batch and rank 0 writes.
+    """
+    from ganpkg.progress import RichProgress
+    from ganpkg.training import TrainingDiverged
+    from ganpkg.training import train as run_training
+
+    cfg = resolve_config(config, set_)
+    say(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    if dry_run:
+        return
+    try:
+        result = run_training(cfg, [RichProgress(cfg.train.total_steps, console)], resume)
+    except TrainingDiverged as err:
+        say(f"error: {err}")
+        raise typer.Exit(1) from None
+    say(f"final checkpoint: {result.checkpoint}")
+
+
+OutOpt = Annotated[Path, typer.Option(help="A .png path for one grid, else a folder.")]
+CheckpointOpt = Annotated[Path | None, typer.Option(help="A ganpkg checkpoint (.pt).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    help="An MLflow model URI, e.g. models:/ganpkg-generator@champion.")]
+CountOpt = Annotated[int, typer.Option(min=1, help="Number of images.")]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the latent draws.")]
+InterpolateOpt = Annotated[int, typer.Option(
+    min=0, help="Instead of random draws: this many rows of latent interpolations.")]
+StepsOpt = Annotated[int, typer.Option(min=2, help="Images per interpolation row.")]
+
+
+def sample(out: OutOpt, checkpoint: CheckpointOpt = None, model: ModelOpt = None,
+           n: CountOpt = 64, seed: SeedOpt = 0, interpolate: InterpolateOpt = 0,
+           steps: StepsOpt = 8) -> None:
+    """Draw images from a trained generator: a PNG grid, a folder of PNGs, or interpolations."""
+    import torch
+
+    from ganpkg.sampling import generate, interpolation_latents, save_grid, save_images
+
+    if (checkpoint is None) == (model is None):
+        raise UserError("give exactly one of --checkpoint PATH or --model URI")
+    if checkpoint is not None:
+        from ganpkg.checkpoint import load_generator
+
+        g, info = load_generator(checkpoint)
+        z_dim = info["z_dim"]
+    else:
+        from pipelines.registry_load import load_registered_generator
+
+        g, z_dim = load_registered_generator(model)
+    if interpolate:
+        z, nrow = interpolation_latents(interpolate, steps, z_dim, seed), steps
+    else:
+        z, nrow = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)), None
+    if out.suffix.lower() == ".png":
+        save_grid(g, z, out, nrow=nrow)
+        say(f"wrote grid of {len(z)} images: {out}")
+    else:
+        paths = save_images(generate(g, z), out)
+        say(f"wrote {len(paths)} images to {out}/")
+
+
+def register(root: typer.Typer) -> None:
+    """Add these commands to the main app."""
+    root.command()(train)
+    root.command()(sample)

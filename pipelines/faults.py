@@ -1,0 +1,24 @@
+"""A crash injected into training, for the tests of retry-and-resume (nothing else uses it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganpkg.callbacks import NullCallback
+
+
+class InjectedFault(RuntimeError):
+    """Raised by FaultOnce: a crash the retry test injects mid-training."""
+
+
+class FaultOnce(NullCallback):
+    """Crash training at ``step`` the first time only (a marker file remembers it)."""
+
+    def __init__(self, step: int, run_dir: Path):
+        self.step, self.marker = step, Path(run_dir) / "fault-injected"
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step >= self.step and not self.marker.exists():
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+            raise InjectedFault(f"injected fault at step {step}")
