@@ -211,11 +211,11 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
         "format": DOMAIN_FORMAT, "channels": dataset.channels, "resolution": dataset.resolution,
         "classes": [int(c) for c in classes], "width": dom.width, "feature_dim": dom.feature_dim,
         "data_md5": prepared_md5(dataset), "test_accuracy": accuracy,
-        "n_train": len(splits["train"]), "n_test": len(splits["holdout"]),
+        "n_train": len(splits["train"]), "n_test": len(splits["holdout"]), "device": dev.type,
     }
     state = {k: v.cpu() for k, v in net.state_dict().items()}
     write_atomic(out, lambda f: torch.save({**meta, "state_dict": state}, f))
-    info = {**meta, "weights": str(out), "sha256": hash_file(out, "sha256"), "device": dev.type}
+    info = {**meta, "weights": str(out), "sha256": hash_file(out, "sha256")}
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(info, indent=2, sort_keys=True))
     return info

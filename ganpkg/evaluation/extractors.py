@@ -41,6 +41,7 @@ class ExtractorSpec:
     resize_kind: str = "bilinear"  # how (part of the protocol)
     test_accuracy: float | None = None  # domain extractor: accuracy on the held-out images
     data_md5: str | None = None  # domain extractor: the prepared data it was trained on
+    device: str | None = None  # domain extractor: where it was trained (cpu bytes are reproducible)
 
     def resize(self, resolution: int) -> str:
         """How images of `resolution` reach the network (part of the protocol)."""
@@ -157,7 +158,7 @@ class DomainExtractor:
         return ExtractorSpec(
             "domain", DomainExtractor.fidelity_name, str(path), hash_file(path, "sha256"),
             input_resolution=int(meta["resolution"]), test_accuracy=float(meta["test_accuracy"]),
-            data_md5=str(meta["data_md5"]),
+            data_md5=str(meta["data_md5"]), device=meta.get("device"),
         )
 
 

@@ -33,6 +33,9 @@ class EvalProtocol:
     prc_neighborhood: int
     torch_fidelity: str
     extractor_test_accuracy: float | None = None
+    uncertainty: str | None = None  # how _se/_ci_low/_ci_high were measured
+    floor: str | None = None  # which real images _floor measured
+    extractor_device: str | None = None  # where the extractor was trained (its sha256 decides)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-able), e.g. for metrics files."""
@@ -59,8 +62,11 @@ class EvalProtocol:
         return sorted(k for k in mine if k not in FREE_FIELDS and mine[k] != theirs[k])
 
 
-# Protocol fields that may differ between two comparable measurements.
-FREE_FIELDS = frozenset({"seed", "extractor_test_accuracy"})
+# Protocol fields that may differ between two comparable measurements: they do not change the
+# metric's value. (The extractor's device does not either: a GPU-trained extractor has other
+# bytes, so its sha256 differs, and that field is compared.)
+FREE_FIELDS = frozenset({"seed", "extractor_test_accuracy", "uncertainty", "floor",
+                         "extractor_device"})
 
 
 def _parse(text: str | None, hint: Any) -> Any:
