@@ -140,9 +140,10 @@ class EvalConfig(Section):
     isc: bool = True
     kid: bool = True
     prc: bool = False
-    reference_split: Literal["all", "train", "holdout"] = "all"
+    reference_split: Literal["all", "train", "holdout"] = "train"
     holdout_fraction: float = Field(
-        default=0.1, gt=0, lt=1, description="prepared images held out (extractor test accuracy)"
+        default=0.1667, gt=0, lt=1,
+        description="prepared images held out: the extractor's test accuracy and the floor",
     )
     reference_max_images: int | None = Field(default=None, gt=1)
     isc_splits: int = Field(default=10, gt=0)
@@ -159,6 +160,21 @@ class EvalConfig(Section):
                     "nearest-neighbour distances (fresh samples are flagged at about this rate)",
     )
     memorization_pairs: int = Field(default=16, gt=0, description="closest pairs in the PNG")
+    bootstrap_resamples: int = Field(
+        default=50, ge=0,
+        description="resamples of the generated features for each metric's standard error "
+                    "(<metric>_se, _ci_low, _ci_high); 0 = none",
+    )
+    confidence: float = Field(default=0.95, gt=0, lt=1, description="level of _ci_low/_ci_high")
+    floor: bool = Field(
+        default=True,
+        description="also measure real held-out images against the reference (<metric>_floor)",
+    )
+    baseline: bool = Field(
+        default=True,
+        description="also measure the checkpoint's generator at initialization "
+                    "(<metric>_baseline), what a first champion must clearly beat",
+    )
 
     @model_validator(mode="after")
     def _any_metric(self) -> EvalConfig:
@@ -185,6 +201,17 @@ class RegistryConfig(Section):
                     "this good (<= for fid/kid, >= for is/precision/recall); null = any value",
     )
     max_memorized_fraction: float = Field(default=0.05, ge=0, le=1)
+    confidence: float = Field(
+        default=0.95, gt=0, lt=1,
+        description="a new champion's interval at this level must clear the champion's "
+                    "(both from the evaluation's standard errors), plus margin",
+    )
+    first_champion_fraction: float | None = Field(
+        default=0.3, ge=0, le=1,
+        description="a first version must close this fraction of the distance from its "
+                    "baseline (the generator at initialization) to the floor (real vs real), "
+                    "on a log scale; null = off",
+    )
 
     @property
     def lower_is_better(self) -> bool:
@@ -238,8 +265,18 @@ class Config(Section):
         train.run_dir is left out: each flow run trains in a folder of its own, and where a
         run is written does not change what it computes.
         """
+        return self._hash(drop_seed=False)
+
+    def recipe_hash(self) -> str:
+        """params_hash without train.seed: runs of one recipe under different seeds share it,
+        so their spread (the real variation between trainings) can be measured."""
+        return self._hash(drop_seed=True)
+
+    def _hash(self, drop_seed: bool) -> str:
         body = self.model_dump(mode="json")
         body["train"].pop("run_dir")
+        if drop_seed:
+            body["train"].pop("seed")
         canonical = json.dumps(body, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

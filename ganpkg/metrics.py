@@ -118,3 +118,50 @@ def check_primary_metric(name: str, extractor: str, enabled: dict[str, bool]) ->
                          f"{parsed.metric.stem}_{short}")
     if not enabled.get(parsed.metric.flag, False):
         raise ValueError(f"{name} needs eval.{parsed.metric.flag}=true")
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric's value with the statistics recorded beside it (None where not measured)."""
+
+    name: str
+    value: float
+    se: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    floor: float | None = None
+    baseline: float | None = None
+
+    @property
+    def times_floor(self) -> float | None:
+        """value / floor for lower-is-better metrics (how far from real data), else None."""
+        if self.floor is None or self.floor <= 0 or not lower_is_better(self.name):
+            return None
+        return self.value / self.floor
+
+    def describe(self) -> str:
+        """``fid_domain 12.87 ± 0.08 [12.71, 13.03], floor 0.81 (15.9× the floor), baseline
+        1523``: the one wording the CLI, model card and lineage use."""
+        text = f"{self.name} {self.value:.4g}"
+        if self.se is not None:
+            text += f" ± {self.se:.2g}"
+        if self.ci_low is not None and self.ci_high is not None:
+            text += f" [{self.ci_low:.4g}, {self.ci_high:.4g}]"
+        if self.floor is not None:
+            text += f", floor {self.floor:.4g}"
+            if self.times_floor is not None:
+                text += f" ({self.times_floor:.1f}× the floor)"
+        if self.baseline is not None:
+            text += f", baseline {self.baseline:.4g}"
+        return text
+
+
+def summarize(values: dict[str, float]) -> list[MetricSummary]:
+    """Metric values (any names; non-metrics are skipped) grouped with their qualifiers."""
+    grouped: dict[str, dict[str, float]] = {}
+    for key, value in values.items():
+        parsed = parse(key)
+        if parsed is not None:
+            grouped.setdefault(parsed.value_name, {})[parsed.qualifier or "value"] = value
+    return [MetricSummary(name, stats["value"], **{q: stats.get(q) for q in QUALIFIERS})
+            for name, stats in sorted(grouped.items()) if "value" in stats]

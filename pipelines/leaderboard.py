@@ -18,7 +18,8 @@ TAG_COLUMNS = {  # tag → column
     "eval.extractor": "extractor", "eval.n_samples": "eval_n", "eval.reference_split": "ref_split",
     "eval.reference_md5": "ref_md5", "data.dvc_md5": "data_md5",
     "data.prepared_md5": "prepared_md5", "git.commit": "commit", "git.dirty": "dirty",
-    "ganpkg.params_hash": "params_hash", "prefect.flow_run_id": "flow_run", "device": "device",
+    "ganpkg.params_hash": "params_hash", "ganpkg.recipe_hash": "recipe", "ganpkg.seed": "seed",
+    "prefect.flow_run_id": "flow_run", "device": "device",
 }
 SHORT = {"ref_md5", "data_md5", "prepared_md5", "commit", "flow_run"}  # hashes: first 8 chars
 
@@ -78,11 +79,24 @@ def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-gener
         values = runs.get(f"tags.{tag}")
         if values is not None:
             table[column] = values.str[:8] if column in SHORT else values
+    add_seed_spread(table)
     by_run = _versions_by_run(client, model_name)
     table["versions"] = [",".join(v for v, _ in by_run.get(r, [])) for r in runs["run_id"]]
     table["aliases"] = [",".join(f"{a}=v{v}" for v, names in by_run.get(r, []) for a in names)
                         for r in runs["run_id"]]
     return sort_table(table, sort_by, ascending)
+
+
+def add_seed_spread(table) -> None:
+    """``<metric>_seed_sd``: the sd of each FID/KID/IS value over the runs of the same recipe
+    (params but the seed), where a recipe has two seeds or more: how much of a gap between two
+    rows a reseed alone would give."""
+    if "recipe" not in table.columns:
+        return
+    for name in [c for c in table.columns if (p := metrics.parse(c)) and p.qualifier is None
+                 and p.metric.gateable]:
+        sd = table.groupby("recipe")[name].transform(lambda v: v.std() if v.count() > 1 else None)
+        table[f"{name}_seed_sd"] = sd
 
 
 def sort_table(table, sort_by: str | None, ascending: bool | None):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ganpkg.errors import UserError
+from ganpkg.metrics import parse, summarize
 from pipelines.tracking import get_client
 
 CONFIG_ARTIFACT = "config/config.yaml"
@@ -81,6 +82,7 @@ def lineage(uri: str, tracking_uri: str | None = None) -> dict[str, Any]:
                    "workspace_clean": tags.get("data.workspace_clean"),
                    "prepared_dir": run.data.params.get("data.prepared_dir")}
     out["params_hash"], out["seed"] = tags.get("ganpkg.params_hash"), tags.get("ganpkg.seed")
+    out["recipe_hash"] = tags.get("ganpkg.recipe_hash")
     out["flow_run_id"] = tags.get("prefect.flow_run_id")
     out["environment"] = {k: tags.get(k) for k in ("torch.version", "torch.cuda", "torch.gpu",
                                                    "device", "env.mlflow", "env.python")}
@@ -122,11 +124,16 @@ def format_lineage(info: dict[str, Any], params: bool = True) -> str:
               f"code       commit {info['code']['commit']}  dirty={info['code']['dirty']}",
               (f"data       data.dvc md5 {info['data']['data_dvc_md5']}  prepared md5 "
               f"{info['data']['prepared_md5']}  ({info['data']['prepared_dir']})"),
-              f"params     hash {info['params_hash']}  seed {info['seed']}",
+              (f"params     hash {info['params_hash']}  seed {info['seed']}  recipe "
+               f"{info.get('recipe_hash')}"),
               f"flow run   {info['flow_run_id'] or 'none (not run by Prefect)'}",
               "env        " + "  ".join(f"{k}={v}" for k, v in info["environment"].items())]
-    lines.append("metrics")
-    lines += [f"  {k} = {v:.6g}" for k, v in info["metrics"].items()]
+    lines.append("metrics    (± standard error [interval]; floor: real vs real; baseline: at init)")
+    summaries = summarize(info["metrics"])
+    lines += [f"  {summary.describe()}" for summary in summaries]
+    shown = {summary.name for summary in summaries}
+    lines += [f"  {k} = {v:.6g}" for k, v in info["metrics"].items()
+              if (parsed := parse(k)) is None or parsed.value_name not in shown]
     if info["protocol"]:
         lines.append("protocol   " + "  ".join(f"{k}={v[:16]}" for k, v in
                                                info["protocol"].items()))

@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
+from ganpkg.metrics import summarize
+
 
 def print_outcome(outcome: dict[str, Any], console: Console) -> None:
     """One short summary: skipped (why) or the registered version, its alias and metrics."""
@@ -15,8 +17,8 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
         return
     console.print(f"[bold]registered[/] {outcome['name']} v{outcome['version']} → "
                   f"@{outcome['alias']} ({outcome['reason']})")
-    for key, value in sorted(outcome.get("metrics", {}).items()):
-        console.print(f"  {key:<28} {value:.4f}")
+    for summary in summarize(outcome.get("metrics", {})):
+        console.print(f"  {summary.describe()}", highlight=False)
     seconds = outcome.get("seconds", {})
     if seconds:
         stages = {k: v for k, v in seconds.items() if k != "flow"}

@@ -13,6 +13,7 @@ pass the gate), ``previous-champion`` (the champion it replaced: ``rollback`` ta
 from __future__ import annotations
 
 import getpass
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import protocol_tags
+from ganpkg.metrics import summarize
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
 from pipelines.tracking import get_client
@@ -84,6 +86,8 @@ def apply_gate(client, name: str, version: str, cfg: RegistryConfig) -> GateDeci
         "gate.decision": decision.alias, "gate.reason": decision.reason,
         "gate.compared_with": decision.compared_with or "none",
         "gate.primary_metric": cfg.primary_metric, "gate.margin": repr(cfg.margin),
+        "gate.confidence": repr(cfg.confidence),
+        "gate.first_champion_fraction": repr(cfg.first_champion_fraction),
         "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return decision
 
@@ -216,11 +220,33 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
         save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
                          Path(tmp) / "samples.png")
         tags = client.get_model_version(name, version).tags
-        card = model_card(name, version, tags, metrics, protocol, decision, run_id)
+        spread = seed_spread(client, run_id, config.registry.primary_metric, metrics)
+        card = model_card(name, version, tags, metrics, protocol, decision, run_id, spread)
         (Path(tmp) / "model_card.md").write_text(card)
         client.log_artifacts(run_id, tmp, "model_card")
     client.update_model_version(name, version, description=card)
     return Registration(name, str(version), f"models:/{name}/{version}", decision)
+
+
+def seed_spread(client, run_id: str, metric: str, metrics: dict[str, float]) -> str | None:
+    """The spread of ``metric`` over the runs of this run's recipe (same params but the
+    seed), when there are two seeds or more: the variation between trainings, which
+    registry.margin is for (the evaluation's own noise is the se, handled by the gate)."""
+    run = client.get_run(run_id)
+    recipe = run.data.tags.get("ganpkg.recipe_hash")
+    if not recipe or metric not in metrics:
+        return None
+    found = client.search_runs([run.info.experiment_id],
+                               filter_string=f"tags.`ganpkg.recipe_hash` = '{recipe}'")
+    by_seed = {r.data.tags.get("ganpkg.seed"): r.data.metrics[metric] for r in found
+               if metric in r.data.metrics and r.info.run_id != run_id}
+    by_seed[run.data.tags.get("ganpkg.seed")] = metrics[metric]
+    if len(by_seed) < 2:
+        return None
+    values = list(by_seed.values())
+    return (f"Seed spread of this recipe ({recipe}): {metric} sd {statistics.stdev(values):.4g} "
+            f"over {len(values)} seeds (range {min(values):.4g}–{max(values):.4g}). Differences "
+            f"between models smaller than this are a reseed's luck: set registry.margin with it.")
 
 
 def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
@@ -230,14 +256,20 @@ def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
 
 
 def model_card(name: str, version: str, tags: dict[str, str], metrics: dict[str, float],
-               protocol: dict[str, Any], decision: GateDecision, run_id: str) -> str:
+               protocol: dict[str, Any], decision: GateDecision, run_id: str,
+               spread: str | None = None) -> str:
     """Markdown: decision, metrics table, protocol, lineage, sample grid, how to use it."""
     lineage = [(k, v) for k, v in sorted(tags.items()) if k.startswith(LINEAGE_PREFIXES)]
     return "\n\n".join([
         f"# {name} v{version}",
         f"**Gate:** `{decision.alias}`: {decision.reason}",
-        "## Metrics", _table([(k, f"{v:.6g}") for k, v in sorted(metrics.items())],
-                             ("metric", "value")),
+        "## Metrics",
+        "\n".join(f"- {summary.describe()}" for summary in summarize(metrics)),
+        ("Value ± standard error [interval] from a bootstrap of the generated samples; the "
+         "floor is held-out real images against the same reference (the best reachable); the "
+         "baseline is this generator at initialization (see the protocol)."),
+        *([spread] if spread else []),
+        _table([(k, f"{v:.6g}") for k, v in sorted(metrics.items())], ("metric", "value")),
         "## Evaluation protocol", _table(sorted(protocol.items()), ("field", "value")),
         "## Lineage", _table([*lineage, ("mlflow run", run_id),
                               ("checkpoint step", tags.get("checkpoint.step", "?"))],

@@ -129,6 +129,7 @@ def lineage_tags(config: Config, repo: str | Path = ".", flow_run_id: str | None
     """Every tag that traces a run (and the model versions it makes) to code, data and params."""
     tags = {**git_lineage(repo), **data_tags(repo, data_lineage), **environment_tags(device),
             "ganpkg.params_hash": config.params_hash(), "ganpkg.seed": str(config.train.seed),
+            "ganpkg.recipe_hash": config.recipe_hash(),
             "ganpkg.config_name": config.name}
     if flow_run_id:
         tags["prefect.flow_run_id"] = str(flow_run_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -24,15 +25,20 @@ from ganpkg.evaluation.extractors import ExtractorSpec, resolve_extractor
 from ganpkg.evaluation.memorization import MemorizationReport, memorization_check
 from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.evaluation.reference_stats import (
+    SPLIT_SEED,
+    fid_layer,
     fidelity_device_kwargs,
     prepared_md5,
-    reference_input,
+    reference_features,
 )
-from ganpkg.metrics import metric_name, name_fidelity_results
+from ganpkg.evaluation.uncertainty import bootstrap_se, interval
+from ganpkg.metrics import metric_name, name_fidelity_results, parse
 from ganpkg.registry import FEATURE_EXTRACTORS
 
 if TYPE_CHECKING:
     from ganpkg.config import Config, EvalConfig
+
+FLOOR_SEED = SPLIT_SEED + 2  # which held-out images the floor uses: fixed, like the split
 
 
 class GeneratorSampler(nn.Module):
@@ -78,53 +84,149 @@ def _check_extractor_matches(spec: ExtractorSpec, dataset: PreparedDataset) -> N
         )
 
 
-def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalConfig,
-              spec: ExtractorSpec, z_dim: int | None = None) -> EvalResult:
-    """Metrics of `samples` (a generator, or a Dataset of uint8 images) against the reference.
+def _layers(spec: ExtractorSpec, cfg: EvalConfig) -> dict[str, str]:
+    """metric flag → the extractor's feature layer for it, for the metrics switched on."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    A generator needs `z_dim`; eval.n_samples of its samples are drawn from eval.seed. A
-    Dataset (e.g. real images, for sanity checks) is used whole.
-    """
-    from torch_fidelity import GenerativeModelModuleWrapper, calculate_metrics
+    cls = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name]
+    return {m: cls.get_default_feature_layer_for_metric(m)
+            for m in ("isc", "fid", "kid", "prc") if getattr(cfg, m)}
 
-    _check_extractor_matches(spec, dataset)
-    device_kwargs = fidelity_device_kwargs(cfg.device)
+
+def fidelity_metrics(features: dict, reference: dict, reference_stats: dict,
+                     layers: dict[str, str], options: dict, prc: bool = True) -> dict[str, float]:
+    """torch-fidelity's metrics of one feature set against the reference, with its own
+    functions, as its ``calculate_metrics`` chains them (its keys; ``options`` its kwargs)."""
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+    from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+
+    out: dict[str, float] = {}
+    if "isc" in layers:
+        out.update(isc_featuresdict_to_metric(features, layers["isc"], **options))
+    if "fid" in layers:
+        stats = fid_featuresdict_to_statistics(features, layers["fid"])
+        out.update(fid_statistics_to_metric(stats, reference_stats, False))
+    if "kid" in layers:
+        out.update(kid_featuresdict_to_metric(features, reference, layers["kid"], **options))
+    if "prc" in layers and prc:
+        out.update(prc_featuresdict_to_metric(features, reference, layers["prc"], **options))
+    return {k: float(v) for k, v in out.items()}
+
+
+def _features(samples: nn.Module | Dataset, n: int, z_dim: int | None, extractor, cfg: EvalConfig,
+              cuda: bool) -> dict:
+    """Features of a generator's first n samples from eval.seed, or of a Dataset, uncached."""
+    from torch_fidelity import GenerativeModelModuleWrapper
+    from torch_fidelity.utils import extract_featuresdict_from_input_id
+
     if isinstance(samples, nn.Module):
         assert z_dim is not None, "a generator needs z_dim"
-        device = torch.device("cuda" if device_kwargs["cuda"] else "cpu")
-        sampler = GeneratorSampler(samples.to(device))
-        input1 = GenerativeModelModuleWrapper(sampler, int(z_dim), "normal", 0)
-        n = cfg.n_samples
-    else:
-        input1, n = samples, len(samples)
-    reference, reference_name = reference_input(dataset, cfg, spec)
-    # KID draws subsets of this size from both sides; small protocols cap it (recorded).
-    kid_subset_size = min(cfg.kid_subset_size, n, len(reference))
-    kwargs = dict(
-        input1=input1, input1_model_num_samples=n,
-        input2=reference, input2_cache_name=reference_name,
-        feature_extractor=spec.fidelity_name, feature_extractor_weights_path=spec.weights_path,
-        fid=cfg.fid, isc=cfg.isc, kid=cfg.kid, prc=cfg.prc, batch_size=cfg.batch_size,
-        rng_seed=cfg.seed, isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets,
-        kid_subset_size=kid_subset_size, prc_neighborhood=cfg.prc_neighborhood,
-        cache_root=cfg.cache_dir, verbose=False, save_cpu_ram=True, **device_kwargs,
-    )
-    try:
-        raw = calculate_metrics(**kwargs)
-    except UserError:
-        raise
-    except ValueError as err:  # torch-fidelity's vassert: something the user controls
-        raise UserError(f"torch-fidelity: {err}") from None
+        device = torch.device("cuda" if cuda else "cpu")
+        samples = GenerativeModelModuleWrapper(GeneratorSampler(samples.to(device)), int(z_dim),
+                                               "normal", 0)
+    return extract_featuresdict_from_input_id(
+        1, extractor, input1=samples, input1_model_num_samples=n, batch_size=cfg.batch_size,
+        cuda=cuda, rng_seed=cfg.seed, verbose=False, save_cpu_ram=True)
+
+
+def floor_split(cfg: EvalConfig) -> str:
+    """Real images outside the reference, for the floor (the holdout unless it is the reference)."""
+    return "train" if cfg.reference_split == "holdout" else "holdout"
+
+
+def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalConfig,
+              spec: ExtractorSpec, z_dim: int | None = None,
+              baseline: nn.Module | None = None) -> EvalResult:
+    """Metrics of `samples` (a generator, or a Dataset of uint8 images) against the reference,
+    each with its bootstrap standard error and interval, and the floor (held-out real images
+    of the same count against the same reference).
+
+    A generator needs `z_dim`; eval.n_samples of its samples are drawn from eval.seed. A
+    Dataset (e.g. real images, for sanity checks) is used whole. ``baseline``, a generator of
+    the same shape (e.g. at initialization), is measured the same way as ``<metric>_baseline``.
+    """
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics
+    from torch_fidelity.utils import create_feature_extractor
+
+    _check_extractor_matches(spec, dataset)
+    cuda = fidelity_device_kwargs(cfg.device)["cuda"]
+    n = cfg.n_samples if isinstance(samples, nn.Module) else len(samples)
+    layers = _layers(spec, cfg)
+    wanted = sorted(set(layers.values()))
+    extractor = create_feature_extractor(
+        spec.fidelity_name, wanted, cuda=cuda, feature_extractor_weights_path=spec.weights_path)
+    reference = reference_features(dataset, cfg, spec, layers=wanted, extractor=extractor)
+    n_ref = len(next(iter(reference.values())))
+    fid_layer_ = layers.get("fid") or fid_layer(spec)
+    reference_stats = fid_featuresdict_to_statistics(reference, fid_layer_)
+
+    def kid_subset_size(n_input: int) -> int:
+        # KID draws subsets of this size from both sides; small protocols cap it (recorded).
+        return min(cfg.kid_subset_size, n_input, n_ref)
+
+    def measure(features: dict, n_input: int, prc: bool = True,
+                kid_subsets: int = cfg.kid_subsets) -> dict[str, float]:
+        options = {"isc_splits": cfg.isc_splits, "kid_subsets": kid_subsets,
+                   "kid_subset_size": kid_subset_size(n_input), "rng_seed": cfg.seed,
+                   "prc_neighborhood": cfg.prc_neighborhood, "cuda": cuda,
+                   "batch_size": cfg.batch_size, "verbose": False}
+        try:
+            return fidelity_metrics(features, reference, reference_stats, layers, options, prc)
+        except ValueError as err:  # torch-fidelity's vassert: something the user controls
+            raise UserError(f"torch-fidelity: {err}") from None
+
+    features = _features(samples, n, z_dim, extractor, cfg, cuda)
+    raw = measure(features, n)
+    short = FEATURE_EXTRACTORS.get(spec.extractor).short
+    named = name_fidelity_results(raw, short)
+    if cfg.bootstrap_resamples > 1:
+        # KID on fewer subsets per resample: its spread, not its value, is what is wanted here.
+        subsets = max(2, cfg.kid_subsets // 10)
+        se = bootstrap_se(features, lambda f: measure(f, n, prc=False, kid_subsets=subsets),
+                          cfg.bootstrap_resamples, cfg.seed + 1)
+        for key, value in name_fidelity_results(se, short).items():
+            if parse(key) is not None and parse(key).metric.gateable:
+                low, high = interval(named[key], value, cfg.confidence)
+                named.update({f"{key}_se": value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+    floor_n = None
+    if cfg.floor:
+        real = reference_features(dataset, cfg, spec, split=floor_split(cfg), layers=wanted,
+                                  extractor=extractor)
+        count = len(next(iter(real.values())))
+        pick = torch.from_numpy(np.sort(np.random.RandomState(FLOOR_SEED).permutation(count)[:n]))
+        floor_n = len(pick)
+        if floor_n > 1:
+            floor = measure({k: v[pick] for k, v in real.items()}, floor_n)
+            named.update(_qualified(name_fidelity_results(floor, short), "floor"))
+    if baseline is not None:
+        base = measure(_features(baseline, n, z_dim, extractor, cfg, cuda), n)
+        named.update(_qualified(name_fidelity_results(base, short), "baseline"))
     protocol = EvalProtocol(
         extractor=spec.extractor, extractor_weights_sha256=spec.weights_sha256, n_samples=n,
-        seed=cfg.seed, reference_split=cfg.reference_split, reference_n=len(reference),
+        seed=cfg.seed, reference_split=cfg.reference_split, reference_n=n_ref,
         reference_md5=prepared_md5(dataset), resize=spec.resize(dataset.resolution),
-        isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets, kid_subset_size=kid_subset_size,
-        prc_neighborhood=cfg.prc_neighborhood, torch_fidelity=_fidelity_version(),
-        extractor_test_accuracy=spec.test_accuracy,
+        isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets,
+        kid_subset_size=kid_subset_size(n), prc_neighborhood=cfg.prc_neighborhood,
+        torch_fidelity=_fidelity_version(), extractor_test_accuracy=spec.test_accuracy,
+        uncertainty=(f"bootstrap of the generated features, {cfg.bootstrap_resamples} "
+                     f"resamples, intervals at {cfg.confidence:g}"
+                     if cfg.bootstrap_resamples > 1 else "none"),
+        floor=f"{floor_split(cfg)} split, n={floor_n}" if floor_n else "none",
+        extractor_device=spec.device,
     )
-    short = FEATURE_EXTRACTORS.get(spec.extractor).short
-    return EvalResult(name_fidelity_results(raw, short), protocol, raw=raw)
+    return EvalResult(named, protocol, raw=raw)
+
+
+def _qualified(values: dict[str, float], qualifier: str) -> dict[str, float]:
+    """Gateable metrics' values renamed with a qualifier (fid_domain → fid_domain_floor)."""
+    out = {}
+    for key, value in values.items():
+        parsed = parse(key)
+        if parsed is not None and parsed.metric.gateable:
+            out[metric_name(parsed.metric.stem, parsed.extractor, qualifier)] = value
+    return out
 
 
 def _fidelity_version() -> str:
@@ -135,14 +237,16 @@ def _fidelity_version() -> str:
 
 def evaluate_generator(generator: nn.Module, z_dim: int, dataset: PreparedDataset,
                        cfg: EvalConfig, out_dir: str | Path | None = None,
-                       spec: ExtractorSpec | None = None) -> EvalResult:
+                       spec: ExtractorSpec | None = None,
+                       baseline: nn.Module | None = None) -> EvalResult:
     """The library call the pipeline makes: metrics (+ memorization check) of a generator.
 
     With ``out_dir``, writes ``eval.json`` and the closest-pairs PNG there.
     """
     spec = spec or resolve_extractor(cfg)
     generator = generator.eval()
-    result = calculate(generator, dataset, cfg, spec, z_dim=z_dim)
+    result = calculate(generator, dataset, cfg, spec, z_dim=z_dim,
+                       baseline=baseline.eval() if baseline is not None else None)
     if cfg.memorization:
         report = memorization_check(GeneratorSampler(generator), z_dim, dataset, cfg, spec,
                                     out_dir=out_dir)
@@ -172,5 +276,19 @@ def evaluate_checkpoint(checkpoint: str | Path, config: Config,
             f"--checkpoint {checkpoint}: makes {info['channels']}×{info['resolution']}² images "
             f"but {config.data.prepared_dir} holds {dataset.channels}×{dataset.resolution}²"
         )
-    result = evaluate_generator(generator, info["z_dim"], dataset, config.eval, out_dir, spec)
+    baseline = initial_generator(info) if config.eval.baseline else None
+    result = evaluate_generator(generator, info["z_dim"], dataset, config.eval, out_dir, spec,
+                                baseline)
     return result, info
+
+
+def initial_generator(info: dict) -> nn.Module:
+    """The checkpoint's generator as training started it (its config and seed), untrained:
+    the baseline a first champion must clearly beat."""
+    from ganpkg.config import Config
+    from ganpkg.networks import build_generator
+
+    config = Config.model_validate(info["config"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        return build_generator(config.model, info["channels"], info["resolution"])

@@ -9,7 +9,6 @@ the extractor's weights (torch-fidelity appends the extractor's name itself).
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ganpkg.data.prepared import IMAGES, LABELS, PreparedDataset
 from ganpkg.device import resolve_device
-from ganpkg.files import hash_bytes, hash_file
+from ganpkg.files import hash_bytes, hash_file, write_atomic
 
 if TYPE_CHECKING:
     from ganpkg.config import EvalConfig
@@ -115,42 +114,54 @@ def reference_input(dataset: PreparedDataset, cfg: EvalConfig, spec,
 def reference_features(dataset: PreparedDataset, cfg: EvalConfig, spec, split: str | None = None,
                        layers: list[str] | None = None,
                        extractor=None) -> dict[str, torch.Tensor]:
-    """Features of the reference images (or of `split`, uncapped), through torch-fidelity's cache.
+    """Features of the reference images (or of `split`, uncapped), cached by content keys.
 
-    ``spec`` is the resolved ``weights.ExtractorSpec``; ``extractor`` one already built for
-    ``layers`` (else it is built here). Used by the memorization check, whose search set is
-    every training image; with reference_split `all` this is the same cache entry the metrics
-    wrote, so nothing is extracted twice.
+    ``spec`` is the resolved ``ExtractorSpec``; ``extractor`` one already built for ``layers``
+    (else it is built here). The cache holds one ``.npy`` per layer, read with
+    ``allow_pickle=False``: a planted file can hold wrong numbers at worst, never code (unlike
+    torch-fidelity's own cache, a ``torch.load`` of arbitrary pickles, which is not used).
     """
-    from torch_fidelity.utils import (
-        create_feature_extractor,
-        extract_featuresdict_from_input_id_cached,
-    )
+    from torch_fidelity.utils import create_feature_extractor, extract_featuresdict_from_input_id
 
+    layers = layers or [fid_layer(spec)]
     images, name = reference_input(dataset, cfg, spec, split)
-    kwargs = dict(
-        input2=images, input2_cache_name=name,
-        cache_root=cfg.cache_dir, batch_size=cfg.batch_size, verbose=False, save_cpu_ram=True,
-        feature_extractor_weights_path=spec.weights_path, **fidelity_device_kwargs(cfg.device),
-    )
+    paths = {layer: Path(cfg.cache_dir) / f"{name}-{spec.fidelity_name}-{layer}.npy"
+             for layer in layers}
+    if all(path.is_file() for path in paths.values()):
+        cached = {layer: _load_features(path, len(images)) for layer, path in paths.items()}
+        if all(v is not None for v in cached.values()):
+            return cached
+    kwargs = dict(input2=images, batch_size=cfg.batch_size, verbose=False, save_cpu_ram=True,
+                  feature_extractor_weights_path=spec.weights_path,
+                  **fidelity_device_kwargs(cfg.device))
     if extractor is None:
-        extractor = create_feature_extractor(spec.fidelity_name, layers or [fid_layer(spec)],
-                                             **kwargs)
-    return extract_featuresdict_from_input_id_cached(2, extractor, **kwargs)
+        extractor = create_feature_extractor(spec.fidelity_name, layers, **kwargs)
+    features = extract_featuresdict_from_input_id(2, extractor, **kwargs)
+    for layer, path in paths.items():
+        array = features[layer].numpy()
+        write_atomic(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
+    return {layer: features[layer] for layer in layers}
+
+
+def _load_features(path: Path, n: int) -> torch.Tensor | None:
+    """A cached feature array, or None when it is unreadable or of the wrong shape."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if array.ndim != 2 or len(array) != n or array.dtype != np.float32:
+        return None
+    return torch.from_numpy(array)
 
 
 def reference_statistics(dataset: PreparedDataset, cfg: EvalConfig, spec) -> dict[str, np.ndarray]:
-    """FID statistics (mu, sigma) of the reference, computed once and cached by content keys.
+    """FID statistics (mu, sigma) of the reference, from its cached features.
 
     A pipeline may call this right after `prepare` so that every later evaluation only pays
     for the generated samples.
     """
-    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics
 
     layer = fid_layer(spec)
-    features = reference_features(dataset, cfg, spec, layers=[layer])
-    name = reference_input(dataset, cfg, spec)[1]
-    # torch-fidelity only asks the extractor for its name here; don't load the weights twice.
-    named = SimpleNamespace(get_name=lambda: spec.fidelity_name)
-    return fid_featuresdict_to_statistics_cached(features, name, named, layer,
-                                                 cache_root=cfg.cache_dir, verbose=False)
+    return fid_featuresdict_to_statistics(reference_features(dataset, cfg, spec, layers=[layer]),
+                                          layer)

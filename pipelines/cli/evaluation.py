@@ -15,11 +15,19 @@ from pipelines.cli.common import ConfigOpt, SetOpt, resolve_config, say
 
 def _table(result, info: dict) -> Table:
     """Rich table: metrics, then the protocol they were measured with."""
+    from ganpkg.metrics import summarize
+
+    def cell(value: float | None, fmt: str = ".4g") -> str:
+        return "" if value is None else format(value, fmt)
+
     table = Table(title=f"checkpoint step {info.get('step')}: {info.get('path')}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in result.metrics.items():
-        table.add_row(name, f"{value:.6g}")
+    table.add_column("metric", no_wrap=True)
+    for name in ("value", "± se", "interval", "floor", "× floor", "baseline"):
+        table.add_column(name, justify="right")
+    for m in summarize(result.metrics):
+        shown = "" if m.ci_low is None else f"[{m.ci_low:.4g}, {m.ci_high:.4g}]"
+        table.add_row(m.name, f"{m.value:.6g}", cell(m.se, ".2g"), shown, cell(m.floor),
+                      cell(m.times_floor, ".1f"), cell(m.baseline))
     table.add_section()
     for key, value in result.protocol.as_dict().items():
         shown = value[:16] + "…" if isinstance(value, str) and len(value) > 20 else value

@@ -44,7 +44,7 @@ def test_inception_from_a_local_path_never_downloads(tiny, random_inception, tmp
         "extractor": "inception-v3-compat", "inception_weights": str(random_inception),
         "inception_weights_sha256": hash_file(random_inception), "n_samples": 8,
         "batch_size": 8, "reference_max_images": 8, "isc_splits": 2, "kid_subsets": 4,
-        "memorization": False,
+        "memorization": False, "floor": False, "bootstrap_resamples": 0,  # 299² is slow on CPU
     })
     spec = check_eval_ready(Config(eval=eval_cfg))
     result = evaluate_generator(LinearGenerator(), 16, tiny.dataset, eval_cfg, spec=spec)

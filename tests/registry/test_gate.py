@@ -11,16 +11,20 @@ from ganpkg.config import RegistryConfig
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import protocol_tags
 from pipelines import registry
+from pipelines.gate import progress
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, apply_gate, decide
 from pipelines.registry_load import using_tracking_uri
 
 CFG = RegistryConfig(primary_metric="fid_domain", margin=0.5, max_memorized_fraction=0.05)
 
 
-def tags(fid=None, memorized=0.01, **protocol):
+def tags(fid=None, memorized=0.01, se=None, baseline=1000.0, floor=1.0, **protocol):
     out = protocol_tags({**PROTOCOL, **protocol})
     if fid is not None:
         out["metric.fid_domain"] = repr(fid)
+    for qualifier, value in (("se", se), ("baseline", baseline), ("floor", floor)):
+        if value is not None:
+            out[f"metric.fid_domain_{qualifier}"] = repr(value)
     if memorized is not None:
         out["metric.memorized_fraction_domain"] = repr(memorized)
     return out
@@ -139,3 +143,45 @@ def test_promote_cli(registered, monkeypatch, tmp_path):
     assert _alias(client, name, CHAMPION) == v1
     result = runner.invoke(app, ["promote", *base])
     assert isinstance(result.exception, UserError)
+
+
+# Figures of `make run` on MNIST (domain extractor): the default recipe's fid_domain 12.18 ±
+# 0.14, its generator at initialization 3072, held-out real images 0.024.
+MNIST = {"baseline": 3072.0, "floor": 0.024}
+NOISY = RegistryConfig(primary_metric="fid_domain", margin=0.0, max_memorized_fraction=0.05)
+
+
+def test_evaluation_noise_is_not_an_improvement_but_a_clear_gain_is():
+    champion = tags(12.18, se=0.14)
+    lucky = tags(12.05, se=0.14)  # lower, well inside the noise
+    decision = decide(lucky, champion, "1", NOISY)
+    assert decision.alias == CHALLENGER
+    assert "[" in decision.reason and "95% intervals" in decision.reason
+    # Without standard errors (versions from before) the gate falls back to point values,
+    # and the same noise would have been promoted: what the intervals are for.
+    assert decide(tags(12.05), tags(12.18), "1", NOISY).alias == CHAMPION
+    better = decide(tags(11.0, se=0.14), champion, "1", NOISY)
+    assert better.alias == CHAMPION and "beats champion v1" in better.reason
+    # The margin adds to the intervals: a real but small gain stays below a margin of 2.
+    wide = NOISY.model_copy(update={"margin": 2.0})
+    assert decide(tags(11.0, se=0.14), champion, "1", wide).alias == CHALLENGER
+
+
+def test_a_first_version_must_clearly_beat_its_baseline():
+    noise = decide(tags(1037.98, **MNIST), None, None, NOISY)
+    assert noise.alias == CHALLENGER
+    assert "registry.first_champion_fraction 0.3 needs fid_domain <" in noise.reason
+    assert "baseline" in noise.reason and "floor" in noise.reason
+    good = decide(tags(12.18, **MNIST), None, None, NOISY)
+    assert good.alias == CHAMPION and "of the way from the baseline to the floor" in good.reason
+    unmeasured = decide(tags(12.18, baseline=None, floor=None), None, None, NOISY)
+    assert unmeasured.alias == CHALLENGER and "no baseline and floor" in unmeasured.reason
+    off = NOISY.model_copy(update={"first_champion_fraction": None})
+    assert decide(tags(1037.98, **MNIST), None, None, off).alias == CHAMPION
+    # Higher-is-better metrics go the same way up: IS from 1 (baseline) toward 9.1 (real).
+    isc = NOISY.model_copy(update={"primary_metric": "is_domain"})
+    assert progress(4.6, 1.0, 9.1, lower=False) > 0.3
+    first = {**tags(), "metric.is_domain": "4.6", "metric.is_domain_baseline": "1.0",
+             "metric.is_domain_floor": "9.1"}
+    assert decide(first, None, None, isc).alias == CHAMPION
+    assert decide({**first, "metric.is_domain": "1.2"}, None, None, isc).alias == CHALLENGER
