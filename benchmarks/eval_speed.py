@@ -77,6 +77,8 @@ def main() -> None:
         cfg = EvalConfig(
             extractor="domain", n_samples=args.n, batch_size=200, device=args.device,
             cache_dir=str(work / "cache"), memorization=False,
+            # the same metrics the `fidelity` CLI computes: no bootstrap, floor or baseline
+            bootstrap_resamples=0, floor=False, baseline=False,
             domain=DomainExtractorConfig(weights=str(work / "domain.pt"), epochs=1),
         )
         info = train_domain_extractor(dataset, cfg, device=args.device)
