@@ -94,6 +94,12 @@ class TrainConfig(Section):
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = True
+    data_on_device: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="copy the prepared images to the training device once and draw batches "
+                    "there (same images, same order): auto = on CUDA when they take at most a "
+                    "quarter of its free memory; never = read each batch from the memmap",
+    )
     run_dir: str = "runs/default"
     checkpoint_every_steps: int = Field(default=250, gt=0)
     keep_checkpoints: int = Field(default=3, gt=0)

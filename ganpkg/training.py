@@ -89,14 +89,29 @@ class DivergenceGuard:
         self.max_abs, self.floor, self.patience = t.max_abs_loss, t.collapse_d_loss, t.collapse_patience
         self.check_collapse = loss.has_floor  # a D loss stuck at its floor means D won
         self.low_since: int | None = None
+        self.first_bad: torch.Tensor | None = None  # on the device: -1, or the first bad step
+
+    def observe(self, step: int, losses: dict[str, torch.Tensor]) -> None:
+        """Every step, without a host sync: remember on the device the first step whose
+        losses were non-finite or beyond train.max_abs_loss (``check`` reads it)."""
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        bad = (~torch.isfinite(values) | (values.abs() > self.max_abs)).any()
+        if self.first_bad is None:
+            self.first_bad = torch.full((), -1, dtype=torch.long, device=values.device)
+        step_t = torch.full((), step, dtype=torch.long, device=values.device)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step_t, self.first_bad)
 
     def check(self, step: int, losses: dict[str, float]) -> None:
-        for name, value in losses.items():
-            if not math.isfinite(value) or abs(value) > self.max_abs:
-                raise TrainingDiverged(
-                    f"training diverged at step {step}: {name}={value} (train.max_abs_loss="
-                    f"{self.max_abs}); lower the learning rates or try train.loss=hinge"
-                )
+        """At a log step: raise if any step so far went bad (``observe``) or these values are."""
+        first = int(self.first_bad) if self.first_bad is not None else -1  # the one sync
+        bad = [(k, v) for k, v in losses.items() if not math.isfinite(v) or abs(v) > self.max_abs]
+        if bad or first >= 0:
+            what = f"{bad[0][0]}={bad[0][1]}" if bad else f"losses back in range by step {step}"
+            raise TrainingDiverged(
+                f"training diverged at step {first if first >= 0 else step}: {what} "
+                f"(train.max_abs_loss={self.max_abs}); lower the learning rates or try "
+                f"train.loss=hinge"
+            )
         if self.check_collapse and losses["loss_d"] < self.floor:
             self.low_since = step if self.low_since is None else self.low_since
             if step - self.low_since >= self.patience:
@@ -120,6 +135,22 @@ def _check_resumable(state: dict, config: Config, path: Path) -> None:
         )
 
 
+DEVICE_MEMORY_SHARE = 0.25  # data_on_device=auto: at most this share of the GPU's free memory
+
+
+def images_on_device(data: PreparedDataset, device: torch.device,
+                     mode: str) -> torch.Tensor | None:
+    """The whole prepared uint8 array on ``device`` (train.data_on_device), or None to read
+    batches from the memmap. A batch drawn from either is the same images in the same order."""
+    if mode == "never" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        free, _ = torch.cuda.mem_get_info(device)
+        if data.images.nbytes > DEVICE_MEMORY_SHARE * free:
+            return None
+    return torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+
+
 def _put(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -140,6 +171,7 @@ class Trainer:
         self.local_batch = t.batch_size // runtime.world_size
         # channels_last speeds convolutions on CUDA and on oneDNN CPUs alike (benchmarks/).
         self.channels_last = t.channels_last
+        self.device_images = images_on_device(data, runtime.device, t.data_on_device)
 
         seed_everything(t.seed, t.deterministic)
         g, d = build_networks(config.model, data.channels, data.resolution)
@@ -231,7 +263,10 @@ class Trainer:
             idx = self.order.next()[lo:hi]
             z = torch.randn(t.batch_size, self.config.model.z_dim, generator=self.noise)[lo:hi]
             alpha = torch.rand(t.batch_size, generator=self.noise)[lo:hi]
-            real = uint8_to_float(self.data.batch_uint8(idx))
+            if self.device_images is not None:  # no host copy per step
+                real = uint8_to_float(self.device_images[torch.from_numpy(idx).to(rt.device)])
+            else:
+                real = uint8_to_float(self.data.batch_uint8(idx))
             reals.append(_put(real, rt.device, self.channels_last))
             zs.append(z.to(rt.device))
             alphas.append(alpha.to(rt.device))
@@ -248,6 +283,7 @@ class Trainer:
         while self.step < t.total_steps:
             losses = self.step_fn(*self._inputs())
             self.step += 1
+            self.guard.observe(self.step, losses)  # device-side; read at the next log step
             update_ema(self.g_ema, self.g_plain,
                        ema_decay_at(self.step, t.ema_decay, t.ema_start_step))
             due_ckpt = self.step % t.checkpoint_every_steps == 0 or self.step == t.total_steps

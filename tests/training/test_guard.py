@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from ganpkg.config import load_config
 from ganpkg.training import DivergenceGuard, TrainingDiverged, train
@@ -43,3 +44,18 @@ def test_guard_rules():
     critic = DivergenceGuard(load_config(None, ["train.loss=wgan_gp"]))
     for step in range(1000):  # a WGAN critic's loss is negative by design
         critic.check(step, {"loss_d": -5.0, "loss_g": 1.0})
+
+
+def test_a_bad_step_between_log_steps_is_reported_at_its_own_step(tiny_config):
+    """observe() runs every step on the device without a host sync; check() at the next log
+    step reads it once and names the step where the losses first went bad."""
+
+    guard = DivergenceGuard(tiny_config)
+    for step, loss_g in ((1, 1.0), (2, 1.0), (3, math.nan), (4, 1.0)):
+        guard.observe(step, {"loss_d": torch.tensor(0.5), "loss_g": torch.tensor(loss_g)})
+    with pytest.raises(TrainingDiverged, match="diverged at step 3: losses back in range by step 4"):
+        guard.check(4, {"loss_d": 0.5, "loss_g": 1.0})
+    clean = DivergenceGuard(tiny_config)
+    for step in range(1, 5):
+        clean.observe(step, {"loss_d": torch.tensor(0.5), "loss_g": torch.tensor(1.0)})
+    clean.check(4, {"loss_d": 0.5, "loss_g": 1.0})
