@@ -82,6 +82,9 @@ def load_registered_generator(uri: str, tracking_uri: str | None = None):
     from mlflow.models import get_model_info
 
     store = resolve_tracking_uri(tracking_uri)
+    # Nothing from the registry may execute: MLflow then refuses pickle-format models and
+    # checks that a pt2 archive holds no pickle payload (for this whole process).
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     with using_tracking_uri(store):  # models:/ URIs resolve only through the global URI
         try:
             info = get_model_info(uri)
@@ -92,7 +95,14 @@ def load_registered_generator(uri: str, tracking_uri: str | None = None):
         if signature is None or not signature.inputs.is_tensor_spec():
             raise _user_error(f"--model {uri}: no tensor signature; not a ganpkg generator")
         z_dim = int(signature.inputs.inputs[0].shape[1])
-        program = mlflow.pytorch.load_model(uri)
+        try:
+            program = mlflow.pytorch.load_model(uri)
+        except MlflowException as err:
+            if "pickle" not in str(err).lower():
+                raise
+            raise _user_error(f"--model {uri}: refused: not a pickle-free pt2 generator (loading "
+                              f"it could run code it carries); register it with "
+                              f"serialization_format='pt2'") from None
     generator = _exported_wrapper_class()(program, z_dim).eval().requires_grad_(False)
     return generator, z_dim
 

@@ -63,3 +63,30 @@ def test_reference_split_and_cap_are_fixed_and_disjoint(tiny):
     assert np.array_equal(reference_indices(n, capped), reference_indices(n, capped))
     assert len(reference_indices(n, capped)) == 50
     assert not np.array_equal(reference_indices(n, capped), np.arange(50))  # a spread pick
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_poisoned_cache_file_is_never_unpickled_and_is_recomputed(tiny, tmp_path):
+    from ganpkg.evaluation.reference_stats import fid_layer, reference_features, reference_input
+
+    cfg = tiny.cfg.model_copy(update={"cache_dir": str(tmp_path / "cache")})
+    spec = resolve_extractor(cfg)
+    layer = fid_layer(spec)
+    name = reference_input(tiny.dataset, cfg, spec)[1]
+    planted = tmp_path / "cache" / f"{name}-{spec.fidelity_name}-{layer}.npy"
+    planted.parent.mkdir(parents=True)
+    marker = tmp_path / "payload-ran"
+    np.save(planted, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
+    features = reference_features(tiny.dataset, cfg, spec, layers=[layer])[layer]
+    assert not marker.exists(), "the cache was unpickled"
+    assert features.dtype.is_floating_point and features.shape[0] > 1
+    assert np.load(planted, allow_pickle=False).shape == tuple(features.shape)  # rewritten
