@@ -29,24 +29,28 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 @contextmanager
 def using_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's global (fluent) URI at ``uri`` for APIs that only read the global, e.g.
-    ``mlflow.pytorch.log_model`` and registering a logged model; restore it (and
-    $MLFLOW_TRACKING_URI, which set_tracking_uri also writes) afterwards."""
+    """Point MLflow's global (fluent) tracking and registry URIs at ``uri`` for APIs that only
+    read the globals, e.g. ``mlflow.pytorch.log_model`` and registering a logged model; restore
+    them afterwards, and the $MLFLOW_TRACKING_URI/$MLFLOW_REGISTRY_URI that MLflow's setters
+    also write (left behind, they would send a later call, or a child process, elsewhere)."""
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils
 
-    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    saved_registry = registry_utils._registry_uri
+    saved = (utils._tracking_uri, registry_utils._registry_uri)
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved_uri)
-        mlflow.set_registry_uri(saved_registry)
-        if saved_env is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_registry_uri(saved[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _exported_wrapper_class():

@@ -13,6 +13,8 @@ import torch
 from mlflow.models import infer_signature
 from torch import nn
 
+from pipelines.registry_load import using_tracking_uri
+
 
 class Payload:
     """Unpickling this runs a shell command (what an attacker would register). It is armed only
@@ -32,18 +34,15 @@ def test_a_pickle_champion_is_refused_and_its_payload_never_runs(tmp_path):
     model = nn.Sequential(nn.Linear(16, 32 * 32), nn.Tanh(), nn.Unflatten(1, (1, 32, 32)))
     model.payload = Payload(str(marker))
     signature = infer_signature(np.zeros((1, 16), np.float32), np.zeros((1, 1, 32, 32), np.float32))
-    mlflow.set_tracking_uri(uri)
-    try:
+    with using_tracking_uri(uri):
         mlflow.set_experiment("evil")
         with mlflow.start_run():
             info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
                                             signature=signature,
                                             registered_model_name="ganpkg-generator")
-        client = mlflow.MlflowClient(uri)
+        client = mlflow.MlflowClient(uri, registry_uri=uri)
         client.set_registered_model_alias("ganpkg-generator", "champion",
                                           info.registered_model_version)
-    finally:
-        mlflow.set_tracking_uri(None)
     done = subprocess.run(
         [sys.executable, "-m", "pipelines", "sample", "--model",
          "models:/ganpkg-generator@champion", "--n", "4", "--out", str(tmp_path / "grid.png")],
