@@ -38,7 +38,9 @@ def _gate_metric(name: str) -> str:
 class Section(BaseModel):
     """Base of every params.yaml section: strict keys, validated on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # allow_inf_nan=False: an infinite learning rate or a NaN margin is a typo, not a setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -340,6 +342,25 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         raise UserError(_format_error(err, origin)) from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error (PyYAML keeps
+    the last silently, so one of the two values a user wrote would be ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"key {key!r} appears twice (line {key_node.start_mark.line + 1}); "
+                                    f"keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = "params.yaml", overrides: list[str] = ()) -> Config:
     """Read params.yaml (absent path → embedded defaults), apply overrides, validate."""
     raw: dict[str, Any] = {}
@@ -349,9 +370,14 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] = 
         if not path.is_file():
             raise UserError(f"{path}: config file not found")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        except _DuplicateKey as err:
+            raise UserError(f"{path}: {err}") from None
         except yaml.YAMLError as err:
             raise UserError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        if raw is None:
+            raise UserError(f"{path}: empty; give at least one section (data, model, train, "
+                            f"eval, registry, schedule), or pass no file for the defaults")
         if not isinstance(raw, dict):
             raise UserError(f"{path}: expected a mapping of sections at the top level")
         origin = str(path)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ganpkg.errors import UserError
 from ganpkg.sweep import check_trials, sweep_trials
 from pipelines.cli.common import ConfigOpt, SetOpt, config_path, console, resolve_config
 
@@ -96,8 +97,22 @@ def serve(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipelines.serve import serve_retrain
 
     cfg = resolve_config(config, set_)
+    check_cron(cfg.schedule.cron)
     apply_prefect_defaults()
     serve_retrain(cfg, config_path=config_path(config), overrides=list(set_ or []), name=name)
+
+
+def check_cron(cron: str) -> None:
+    """schedule.cron must be a cron expression Prefect schedules (its own validator decides)."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron)
+    except ValidationError as err:
+        reason = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise UserError(f"schedule.cron: {reason} (five fields: minute hour day month weekday, "
+                        f"e.g. \"0 3 * * 1\")") from None
 
 
 def register(root: typer.Typer) -> None:

@@ -76,3 +76,31 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2
     assert "train.batch_size" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("", "empty"),
+    ("# only a comment\n", "empty"),
+    ("train:\n  lr_g: 0.1\n  lr_g: 0.2\n", "key 'lr_g' appears twice (line 3)"),
+    ("train:\n  lr_g: .inf\n", "train.lr_g: Input should be a finite number"),
+    ("registry:\n  margin: .nan\n", "registry.margin: Input should be a finite number"),
+])
+def test_params_files_that_would_be_silently_wrong_are_refused(tmp_path, text, needle):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_infinite_override_is_refused_too():
+    with pytest.raises(UserError, match="train.lr_d: Input should be a finite number"):
+        load_config(None, ["train.lr_d=inf"])
+
+
+def test_serve_refuses_a_cron_that_is_not_one():
+    from pipelines.cli.flow import check_cron
+
+    check_cron("0 3 * * 1")
+    with pytest.raises(UserError, match='schedule.cron: Invalid cron string: "every monday"'):
+        check_cron("every monday")
