@@ -71,6 +71,19 @@ def metric_name(stem: str, extractor_short: str, qualifier: str | None = None) -
     return f"{name}_{qualifier}" if qualifier else name
 
 
+def qualified(name: str, qualifier: str) -> str:
+    """A metric value's name with a qualifier: ``fid_domain`` + ``se`` → ``fid_domain_se``."""
+    parsed = parse(name)
+    assert parsed is not None, f"{name} is not a metric name"
+    return metric_name(parsed.metric.stem, parsed.extractor, qualifier)
+
+
+def gateable(values: dict[str, float]) -> dict[str, float]:
+    """The entries of ``values`` that are gateable metric values (fid/kid/is/…; no spreads)."""
+    return {k: v for k, v in values.items()
+            if (p := parse(k)) is not None and p.qualifier is None and p.metric.gateable}
+
+
 def parse(name: str) -> MetricName | None:
     """``fid_domain_se`` → MetricName(fid, domain, se); None for what is not a metric name
     (losses, images/s, ...)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ganpkg.config import RegistryConfig
 from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.evaluation.uncertainty import interval
-from ganpkg.metrics import metric_name, parse
+from ganpkg.metrics import metric_name, parse, qualified
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 
@@ -110,28 +110,23 @@ def decide(candidate: dict[str, str], champion: dict[str, str] | None,
 def _interval(tags: dict[str, str], metric: str, cfg: RegistryConfig) -> tuple[float, float] | None:
     """(low, high) of a version's metric at registry.confidence, from its standard error."""
     value = _as_float(tags.get(f"metric.{metric}"))
-    se = _as_float(tags.get(f"metric.{_qualified(metric, 'se')}"))
+    se = _as_float(tags.get(f"metric.{qualified(metric, 'se')}"))
     if value is None or se is None:
         return None
     return interval(value, se, cfg.confidence)
 
 
-def _qualified(metric: str, qualifier: str) -> str:
-    """``fid_domain`` + ``se`` → ``fid_domain_se``."""
-    parsed = parse(metric)
-    return metric_name(parsed.metric.stem, parsed.extractor, qualifier)
+_TINY = 1e-12  # keeps logs finite for a metric of 0 (e.g. a floor that rounds to it)
 
 
 def progress(value: float, baseline: float, floor: float, lower: bool) -> float | None:
     """How far ``value`` went from ``baseline`` toward ``floor`` on a log scale (0: no better
-    than the baseline, 1: as good as real data); None when the scale is degenerate."""
-    if lower:
-        start, target, here = baseline, max(floor, 1e-12), max(value, 1e-12)
-    else:  # higher is better: the same ratio, inverted
-        start, target, here = 1 / max(baseline, 1e-12), 1 / max(floor, 1e-12), 1 / max(value, 1e-12)
-    if start <= 0 or start <= target:
+    than the baseline, 1: as good as real data); None when the baseline is not on the worse
+    side of the floor. log(b/v) / log(b/f) reads the same for either direction."""
+    b, f, v = (max(x, _TINY) for x in (baseline, floor, value))
+    if (b <= f) if lower else (b >= f):
         return None
-    return math.log(start / here) / math.log(start / target)
+    return math.log(b / v) / math.log(b / f)
 
 
 def _first_version(candidate: dict[str, str], value: float, memorized: float,
@@ -146,22 +141,21 @@ def _first_version(candidate: dict[str, str], value: float, memorized: float,
     if fraction is None:
         return GateDecision(CHAMPION, f"first version: {metric} {value:.6g} passes the "
                                       f"absolute checks; memorized {memorized:.4g}")
-    baseline = _as_float(candidate.get(f"metric.{_qualified(metric, 'baseline')}"))
-    floor = _as_float(candidate.get(f"metric.{_qualified(metric, 'floor')}"))
+    baseline = _as_float(candidate.get(f"metric.{qualified(metric, 'baseline')}"))
+    floor = _as_float(candidate.get(f"metric.{qualified(metric, 'floor')}"))
     if baseline is None or floor is None:
         return GateDecision(CHALLENGER, f"first version: no baseline and floor of {metric} "
                                         "measured (eval.baseline, eval.floor) to judge it by; "
                                         "set registry.first_champion_fraction=null to skip")
     done = progress(value, baseline, floor, lower)
-    sense = "<" if lower else ">"
-    if lower:
-        needed = math.exp(math.log(baseline) - fraction * math.log(baseline / max(floor, 1e-12)))
-    else:
-        needed = math.exp(math.log(baseline) + fraction * math.log(floor / max(baseline, 1e-12)))
     where = (f"{metric} {value:.6g}, baseline (the generator at initialization) {baseline:.6g}, "
              f"floor (real vs real) {floor:.6g}")
     if done is None or done < fraction:
         went = "no way" if done is None else f"{max(done, 0):.0%} of the way"
+        # The value at `fraction` of the way: b·(f/b)^fraction, in either direction.
+        b, f = max(baseline, _TINY), max(floor, _TINY)
+        needed = b * (f / b) ** fraction
+        sense = "<" if lower else ">"
         return GateDecision(CHALLENGER, f"first version: {where}: it went {went} from the "
                                         f"baseline to the floor (log scale), "
                                         f"registry.first_champion_fraction {fraction:g} needs "

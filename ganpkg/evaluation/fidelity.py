@@ -1,10 +1,14 @@
-"""torch-fidelity's ``calculate_metrics`` on a generator in memory (no PNGs are written).
+"""torch-fidelity's metrics on a generator in memory (no PNGs are written), each with its
+bootstrap uncertainty, the floor (held-out real images) and an optional baseline generator.
+
+The generated features are extracted once and torch-fidelity's own metric functions are
+chained on them as its ``calculate_metrics`` chains them, so the bootstrap can resample them.
 
 The generator is wrapped as a torch-fidelity generative model whose output is exactly what
 torch-fidelity's PNG loader would produce from the same samples saved as PNG: uint8, three
 channels (grayscale repeated). torch-fidelity draws z itself from ``eval.seed``, so the same
-seed gives the same samples and the same numbers. The real images are input2, their features
-and statistics cached under a name made of content hashes (see ``reference_stats``).
+seed gives the same samples and the same numbers. The reference's features are cached under a
+name made of content hashes (see ``reference_stats``).
 """
 
 from __future__ import annotations
@@ -26,13 +30,12 @@ from ganpkg.evaluation.memorization import MemorizationReport, memorization_chec
 from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.evaluation.reference_stats import (
     SPLIT_SEED,
-    fid_layer,
     fidelity_device_kwargs,
     prepared_md5,
     reference_features,
 )
 from ganpkg.evaluation.uncertainty import bootstrap_se, interval
-from ganpkg.metrics import metric_name, name_fidelity_results, parse
+from ganpkg.metrics import gateable, metric_name, name_fidelity_results, qualified
 from ganpkg.registry import FEATURE_EXTRACTORS
 
 if TYPE_CHECKING:
@@ -159,8 +162,8 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
         spec.fidelity_name, wanted, cuda=cuda, feature_extractor_weights_path=spec.weights_path)
     reference = reference_features(dataset, cfg, spec, layers=wanted, extractor=extractor)
     n_ref = len(next(iter(reference.values())))
-    fid_layer_ = layers.get("fid") or fid_layer(spec)
-    reference_stats = fid_featuresdict_to_statistics(reference, fid_layer_)
+    reference_stats = (fid_featuresdict_to_statistics(reference, layers["fid"])
+                       if "fid" in layers else None)
 
     def kid_subset_size(n_input: int) -> int:
         # KID draws subsets of this size from both sides; small protocols cap it (recorded).
@@ -186,10 +189,10 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
         subsets = max(2, cfg.kid_subsets // 10)
         se = bootstrap_se(features, lambda f: measure(f, n, prc=False, kid_subsets=subsets),
                           cfg.bootstrap_resamples, cfg.seed + 1)
-        for key, value in name_fidelity_results(se, short).items():
-            if parse(key) is not None and parse(key).metric.gateable:
-                low, high = interval(named[key], value, cfg.confidence)
-                named.update({f"{key}_se": value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+        for key, value in gateable(name_fidelity_results(se, short)).items():
+            low, high = interval(named[key], value, cfg.confidence)
+            named.update({qualified(key, "se"): value, qualified(key, "ci_low"): low,
+                          qualified(key, "ci_high"): high})
     floor_n = None
     if cfg.floor:
         real = reference_features(dataset, cfg, spec, split=floor_split(cfg), layers=wanted,
@@ -221,12 +224,7 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
 
 def _qualified(values: dict[str, float], qualifier: str) -> dict[str, float]:
     """Gateable metrics' values renamed with a qualifier (fid_domain → fid_domain_floor)."""
-    out = {}
-    for key, value in values.items():
-        parsed = parse(key)
-        if parsed is not None and parsed.metric.gateable:
-            out[metric_name(parsed.metric.stem, parsed.extractor, qualifier)] = value
-    return out
+    return {qualified(k, qualifier): v for k, v in gateable(values).items()}
 
 
 def _fidelity_version() -> str:

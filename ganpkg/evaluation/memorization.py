@@ -123,7 +123,7 @@ def memorization_check(sampler: nn.Module, z_dim: int, dataset: PreparedDataset,
     """Nearest training image of each of eval.memorization_n_samples generated samples.
 
     ``sampler`` maps z to uint8 B×3×H×W (``fidelity.GeneratorSampler``); ``spec`` is the
-    resolved extractor. The training images' features come through torch-fidelity's cache.
+    resolved extractor. The training images' features come through ganpkg's reference cache.
     With ``out_dir``, the closest pairs are saved there as ``memorization_pairs.png``.
     """
     from torch_fidelity.utils import create_feature_extractor

@@ -1,9 +1,9 @@
-"""The real images as torch-fidelity input, and how their features/statistics are cached.
+"""The real images as torch-fidelity input, and how their features are cached.
 
-torch-fidelity caches features and FID statistics of an input under ``input2_cache_name``. A
-name alone would silently reuse stale statistics after the data or the extractor changed, so
-the name is built from the md5 of the prepared bytes, the split and its size and the sha256 of
-the extractor's weights (torch-fidelity appends the extractor's name itself).
+ganpkg caches the reference's features itself, one ``.npy`` per layer read without pickle. A
+name alone would silently reuse stale features after the data or the extractor changed, so the
+name is built from the md5 of the prepared bytes, the split and its size and the sha256 of the
+extractor's weights (plus the extractor's and the layer's names).
 """
 
 from __future__ import annotations

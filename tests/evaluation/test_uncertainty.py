@@ -45,3 +45,13 @@ def test_the_standard_error_matches_the_spread_over_evaluation_seeds(tiny):
     spread = float(np.std([r["fid_domain"] for r in runs], ddof=1))
     se = float(np.median([r["fid_domain_se"] for r in runs]))
     assert 1 / 3 < spread / se < 3, (spread, se)
+
+
+def test_is_alone_needs_no_fid_layer(tiny):
+    """With FID and KID off only the logits are extracted; nothing asks for FID statistics."""
+    cfg = tiny.cfg.model_copy(update={"memorization": False, "fid": False, "kid": False,
+                                      "bootstrap_resamples": 5})
+    result = calculate(LinearGenerator(seed=1), tiny.dataset, cfg, resolve_extractor(cfg),
+                       z_dim=16)
+    assert {"is_domain", "is_domain_se", "is_domain_floor"} <= set(result.metrics)
+    assert "fid_domain" not in result.metrics
