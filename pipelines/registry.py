@@ -16,6 +16,9 @@ import getpass
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from ganpkg.evaluation.protocol import protocol_tags
 from ganpkg.metrics import summarize
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
-from pipelines.tracking import get_client
+from pipelines.tracking import get_client, sqlite_artifact_root
 
 # Run tags copied onto each version: where it came from, without opening the run.
 LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
@@ -60,11 +63,24 @@ def _make_champion(client, name: str, version: str) -> str | None:
     if old is not None and str(old.version) != str(version):
         client.set_registered_model_alias(name, PREVIOUS, str(old.version))
         client.set_model_version_tag(name, version, "gate.previous_champion", str(old.version))
-    client.set_registered_model_alias(name, CHAMPION, version)
+    _crown(client, name, version)
     challenger = alias_version(client, name, CHALLENGER)
     if challenger is not None and str(challenger.version) == str(version):
         client.delete_registered_model_alias(name, CHALLENGER)
     return str(old.version) if old is not None else None
+
+
+def _crown(client, name: str, version: str) -> None:
+    """``champion`` → version, with a fresh ``gate.champion_since`` token: gates judged against
+    one reign (``gate.round``) are the ones that can have overlapped (``settle_race``)."""
+    client.set_model_version_tag(name, version, "gate.champion_since", uuid.uuid4().hex)
+    client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _round(current) -> str:
+    if current is None:
+        return "none"
+    return f"v{current.version}:{current.tags.get('gate.champion_since', '')}"
 
 
 def _stamp(client, name: str, version: str, tags: dict[str, str]) -> None:
@@ -72,24 +88,85 @@ def _stamp(client, name: str, version: str, tags: dict[str, str]) -> None:
         client.set_model_version_tag(name, version, key, value)
 
 
+@contextmanager
+def registry_lock(client, timeout_s: float = 600.0) -> Iterator[None]:
+    """One gate at a time per tracking store: a file lock beside an embedded sqlite store (two
+    `ganpkg run` processes each have their own Prefect server, so Prefect's concurrency limit
+    alone does not serialize them). A server store has no lock to take here: the flow's
+    concurrency limit covers runs on one Prefect server, ``settle_race`` repairs the rest."""
+    from filelock import FileLock
+
+    root = sqlite_artifact_root(client.tracking_uri)
+    if root is None:
+        yield
+        return
+    with FileLock(str(root.parent / ".ganpkg-registry.lock"), timeout=timeout_s):
+        yield
+
+
+def _gate_tags(decision: GateDecision, cfg: RegistryConfig, round_: str) -> dict[str, str]:
+    return {"gate.decision": decision.alias, "gate.round": round_, "gate.reason": decision.reason,
+            "gate.compared_with": decision.compared_with or "none",
+            "gate.primary_metric": cfg.primary_metric, "gate.margin": repr(cfg.margin),
+            "gate.confidence": repr(cfg.confidence),
+            "gate.first_champion_fraction": repr(cfg.first_champion_fraction),
+            "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def apply_gate(client, name: str, version: str, cfg: RegistryConfig) -> GateDecision:
-    """Decide for one registered version, move aliases, record the decision as version tags."""
-    candidate = client.get_model_version(name, version)
+    """Decide for one registered version, record the decision as version tags, move aliases.
+
+    Read-decide-set runs under ``registry_lock``; the tags are written before the alias moves,
+    so a concurrent gate on a store without a lock sees every winner (``settle_race``).
+    """
+    with registry_lock(client):
+        candidate = client.get_model_version(name, version)
+        current = alias_version(client, name, CHAMPION)
+        decision = decide(candidate.tags, current.tags if current else None,
+                          str(current.version) if current else None, cfg)
+        _stamp(client, name, version, _gate_tags(decision, cfg, _round(current)))
+        if decision.alias == CHAMPION:
+            _make_champion(client, name, version)
+        else:
+            client.set_registered_model_alias(name, CHALLENGER, version)
+        if decision.alias == CHAMPION:
+            return settle_race(client, name, version, decision, cfg, _round(current))
+        return decision
+
+
+def settle_race(client, name: str, version: str, decision: GateDecision,
+                cfg: RegistryConfig, round_: str) -> GateDecision:
+    """Compare-and-repair after moving ``champion``: every version the gate made champion
+    against the same predecessor (gates that overlapped) competes once more, the best keeps
+    the alias, the others become challengers with the race in their reason. Returns this
+    version's final decision."""
+    rivals = sorted((v for v in client.search_model_versions(f"name='{name}'")
+                     if v.tags.get("gate.decision") == CHAMPION
+                     and v.tags.get("gate.round") == round_), key=lambda v: int(v.version))
+    if len(rivals) < 2:
+        return decision
+    best = rivals[0]
+    for rival in rivals[1:]:  # a rival replaces the best only where the gate would promote it
+        if decide(rival.tags, best.tags, str(best.version), cfg).alias == CHAMPION:
+            best = rival
+    for loser in rivals:
+        if loser.version == best.version:
+            continue
+        _stamp(client, name, str(loser.version), {
+            "gate.decision": CHALLENGER, "gate.race": f"lost to v{best.version}",
+            "gate.reason": f"overlapping gates: v{best.version}, judged against the same "
+                           f"champion, is better ({loser.tags.get('gate.reason', '')})"})
+        client.set_registered_model_alias(name, CHALLENGER, str(loser.version))
     current = alias_version(client, name, CHAMPION)
-    decision = decide(candidate.tags, current.tags if current else None,
-                      str(current.version) if current else None, cfg)
-    if decision.alias == CHAMPION:
-        _make_champion(client, name, version)
-    else:
-        client.set_registered_model_alias(name, CHALLENGER, version)
-    _stamp(client, name, version, {
-        "gate.decision": decision.alias, "gate.reason": decision.reason,
-        "gate.compared_with": decision.compared_with or "none",
-        "gate.primary_metric": cfg.primary_metric, "gate.margin": repr(cfg.margin),
-        "gate.confidence": repr(cfg.confidence),
-        "gate.first_champion_fraction": repr(cfg.first_champion_fraction),
-        "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return decision
+    if current is None or str(current.version) != str(best.version):
+        _crown(client, name, str(best.version))
+        _stamp(client, name, str(best.version), {"gate.race": "repaired: champion restored"})
+        if decision.compared_with:  # the loser had made the winner its previous-champion
+            client.set_registered_model_alias(name, PREVIOUS, decision.compared_with)
+    if str(best.version) == str(version):
+        return decision
+    return GateDecision(CHALLENGER, f"overlapping gates: v{best.version} is better",
+                        decision.compared_with)
 
 
 def promote(name: str, version: str | int, reason: str, tracking_uri: str | None = None) -> str:
@@ -124,7 +201,7 @@ def rollback(name: str, reason: str = "rollback", tracking_uri: str | None = Non
     if previous is None:
         raise UserError(f"{name} has no {PREVIOUS} alias: nothing to roll back to")
     current = alias_version(client, name, CHAMPION)
-    client.set_registered_model_alias(name, CHAMPION, str(previous.version))
+    _crown(client, name, str(previous.version))
     before = previous.tags.get("gate.previous_champion")
     if before and (current is None or before != str(current.version)):
         client.set_registered_model_alias(name, PREVIOUS, before)
@@ -203,19 +280,26 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     client = get_client(tracking_uri)
     name = config.registry.model_name
     generator, info = load_generator(checkpoint)
-    model = log_generator(client, run_id, generator, info["z_dim"], info["channels"],
-                          info["resolution"])
-    try:
-        client.create_registered_model(name, description="ganpkg generators (z → image)")
-    except MlflowException:
-        pass  # already there
-    tags = _version_tags(client.get_run(run_id).data.tags, metrics, protocol, info["step"])
-    # The registry resolves a logged model's models:/m-… source through the global URI.
-    with using_tracking_uri(client.tracking_uri):
-        version = client.create_model_version(name, model.model_uri, run_id=run_id, tags=tags,
-                                              model_id=model.model_id).version
-    version = str(version)
-    decision = apply_gate(client, name, version, config.registry)
+    version = registered_version(client, name, run_id, info["step"])
+    if version is None:
+        model = log_generator(client, run_id, generator, info["z_dim"], info["channels"],
+                              info["resolution"])
+        try:
+            client.create_registered_model(name, description="ganpkg generators (z → image)")
+        except MlflowException:
+            pass  # already there
+        tags = _version_tags(client.get_run(run_id).data.tags, metrics, protocol, info["step"])
+        # The registry resolves a logged model's models:/m-… source through the global URI.
+        with using_tracking_uri(client.tracking_uri):
+            version = str(client.create_model_version(
+                name, model.model_uri, run_id=run_id, tags=tags, model_id=model.model_id).version)
+    done = client.get_model_version(name, version).tags
+    if "gate.decision" in done:  # a retry after the gate had run: its decision stands
+        decision = GateDecision(done["gate.decision"], done.get("gate.reason", ""),
+                                None if done.get("gate.compared_with") in (None, "none")
+                                else done["gate.compared_with"])
+    else:
+        decision = apply_gate(client, name, version, config.registry)
     with tempfile.TemporaryDirectory() as tmp:
         save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
                          Path(tmp) / "samples.png")
@@ -226,6 +310,19 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
         client.log_artifacts(run_id, tmp, "model_card")
     client.update_model_version(name, version, description=card)
     return Registration(name, str(version), f"models:/{name}/{version}", decision)
+
+
+def registered_version(client, name: str, run_id: str, step: int) -> str | None:
+    """The version already registered from this run's checkpoint at ``step``, if any: a retry
+    of the register task after a partial failure reuses it instead of making a second one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except MlflowException:  # no such registered model yet
+        return None
+    same = sorted(int(v.version) for v in found if v.tags.get("checkpoint.step") == str(step))
+    return str(same[0]) if same else None
 
 
 def seed_spread(client, run_id: str, metric: str, metrics: dict[str, float]) -> str | None:
