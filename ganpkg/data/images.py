@@ -8,6 +8,7 @@ which would silently turn a 16-bit scan or a float TIFF into a white square.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,13 @@ class Converted:
     cropped: bool
 
 
+def _describe(err: Exception) -> str:
+    """'Type: message' without object addresses ("<_io.BytesIO object at 0x7f…>"): the reason
+    goes into the manifest, whose md5 must not change from one run to the next."""
+    message = re.sub(r"<([\w.]+) object at 0x[0-9a-fA-F]+>", r"<\1>", str(err))
+    return f"{type(err).__name__}: {message}"
+
+
 def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Fully decode image bytes; anything unreadable raises RejectedImage with the reason."""
     if not data:
@@ -57,7 +65,7 @@ def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise RejectedImage(f"decompression bomb: {err}") from None
     except Exception as err:  # noqa: BLE001 — PIL raises many types for hostile files
-        raise RejectedImage(f"not a readable image ({type(err).__name__}: {err})") from None
+        raise RejectedImage(f"not a readable image ({_describe(err)})") from None
     width, height = image.size
     # Checked on the header, before load(): the bytes of a bomb are never inflated.
     if width * height > max_pixels:
@@ -69,7 +77,7 @@ def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     try:
         image.load()  # truncated files raise here (LOAD_TRUNCATED_IMAGES stays False)
     except Exception as err:  # noqa: BLE001
-        raise RejectedImage(f"corrupt or truncated image ({type(err).__name__}: {err})") from None
+        raise RejectedImage(f"corrupt or truncated image ({_describe(err)})") from None
     return image
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,20 +93,46 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def sorted_files(root: Path) -> list[Path]:
+def sorted_files(root: Path, odd: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Every regular file under ``root`` (following no directory links), in sorted order.
 
     Sorting by the POSIX relative path makes the order, and so the snapshot and the prepared
-    array, independent of the file system's directory order.
+    array, independent of the file system's directory order. Entries that are not regular
+    files (a FIFO, a socket, a device, a dangling or looping link) are appended to ``odd``
+    with what they are, so the caller can record them instead of dropping them silently.
     """
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             path = Path(dirpath, name)
-            if not name.startswith(".") and path.is_file():
+            if name.startswith("."):
+                continue
+            if path.is_file():
                 found.append(path)
+            elif odd is not None:
+                odd.append((path, _not_a_file(path)))
+    if odd is not None:
+        odd.sort(key=lambda entry: entry[0].relative_to(root).as_posix())
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (listed, but not a regular file) is skipped, in a few words."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as err:  # ELOOP, ENOENT
+            return f"unreadable link ({err.strerror or err})"
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return f"not a regular file ({kind})"
+    return "not a regular file"
 
 
 @DATA_SOURCES.register("image_folder")
@@ -126,13 +153,18 @@ class ImageFolderSource:
         src = Path(config.source_path).expanduser()
         if not src.is_dir():
             raise UserError(f"data.source_path: {src} is not a folder (source image_folder)")
-        files = [p for p in sorted_files(src) if is_image_name(p.name)]
+        odd: list[tuple[Path, str]] = []
+        files = [p for p in sorted_files(src, odd) if is_image_name(p.name)]
         if not files:
             raise UserError(
                 f"data.source_path: {src} holds no image files "
                 f"(looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
             )
         skipped: list[Skipped] = []
+        for path, reason in odd:  # recorded in the snapshot, like unreadable image files
+            if config.strict:
+                raise UserError(f"{path}: {reason} (data.strict is true)")
+            skipped.append((f"{self.subdir}/{path.relative_to(src).as_posix()}", reason))
         made: set[Path] = set()
         for path in files:
             rel = path.relative_to(src).as_posix()
