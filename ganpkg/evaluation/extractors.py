@@ -59,13 +59,44 @@ def inception_url() -> str:
     return URL_INCEPTION_V3
 
 
+# The full sha256 of torch-fidelity 0.4.0's weights-inception-2015-12-05-6726825d.pth. The URL
+# carries only its first 8 hex digits (torch hub's convention): 32 bits, which a forged file can
+# match in hours, and torch-fidelity unpickles the file (weights_only=False).
+KNOWN_INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
+
 def expected_inception_sha256(cfg: EvalConfig) -> str:
-    """The pinned digest, or the sha256 prefix torch hub's file-name convention puts in the URL."""
+    """The pinned digest (eval.inception_weights_sha256), else the known file's full sha256
+    when torch-fidelity's URL names that file (its prefix), else the URL's prefix."""
     if cfg.inception_weights_sha256:
         return cfg.inception_weights_sha256
     match = re.search(r"-([0-9a-f]{8,64})\.pth$", inception_url())
     assert match, f"no hash in torch-fidelity's weights URL {inception_url()}"
+    if KNOWN_INCEPTION_SHA256.startswith(match.group(1)):
+        return KNOWN_INCEPTION_SHA256
     return match.group(1)
+
+
+def check_inception_file(path: Path, key: str) -> None:
+    """A file pinned by the user's own sha256 (not the known one) must hold plain tensors that
+    torch-fidelity's Inception accepts: read with weights_only first (torch-fidelity itself
+    unpickles without that restriction), then loaded into the network."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  any refusal means: not plain weights
+        raise UserError(f"{key}: {path} is not a plain weights file (it needs unpickling, "
+                        f"{err.__class__.__name__}); refusing to load it") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{key}: {path} holds no state dict; not Inception weights")
+    try:
+        FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                    feature_extractor_weights_path=str(path))
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).splitlines()[0][:160] if str(err) else err.__class__.__name__
+        raise UserError(f"{key}: {path} matches eval.inception_weights_sha256 but is not "
+                        f"torch-fidelity's Inception-v3 weights ({first})") from None
 
 
 def inception_hub_path() -> Path:
@@ -127,6 +158,8 @@ class InceptionExtractor:
                         f"eval.inception_weights=/path/to/that/file, or set eval.extractor=domain"
                     )
         sha = _verified(path, expected, key)
+        if sha != KNOWN_INCEPTION_SHA256:
+            check_inception_file(path, key)
         return ExtractorSpec("inception-v3-compat", InceptionExtractor.fidelity_name, str(path),
                              sha, input_resolution=299, resize_kind="tf1-bilinear")
 

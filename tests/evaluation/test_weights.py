@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from eval_helpers import make_shapes
 
 from ganpkg.config import Config, EvalConfig
@@ -70,14 +72,54 @@ def test_matching_sha256_passes_and_a_download_lands_in_the_hub_cache(tmp_path, 
     payload = b"pretend these are the weights"
     pinned = sha256_file_bytes(payload)
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
-    spec = check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights_sha256=pinned)))
-    assert spec.weights_path == str(inception_hub_path()) and spec.weights_sha256 == pinned
+    # The download lands whole in the hub cache; its sha matches the pin, but a pinned file
+    # other than the known one must also be plain Inception weights, and these bytes are not.
+    with pytest.raises(UserError, match="not a plain weights file"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat",
+                                                inception_weights_sha256=pinned)))
     assert inception_hub_path().read_bytes() == payload
     local = tmp_path / "local.pth"
     local.write_bytes(payload)
-    spec = check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights=str(local),
-                                                   inception_weights_sha256=pinned[:12])))
-    assert spec.weights_path == str(local) and hash_file(local) == spec.weights_sha256
+    with pytest.raises(UserError, match="local.pth is not a plain weights file"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat", inception_weights=str(local),
+                                                inception_weights_sha256=pinned[:12])))
+
+
+def test_the_default_check_is_the_full_sha256_not_the_urls_prefix(offline, tmp_path, monkeypatch):
+    """A file whose sha256 shares the URL's 8 hex digits (32 bits: forgeable) is refused."""
+    forged = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    forged.write_bytes(b"padded to match the prefix")
+    monkeypatch.setattr(weights, "hash_file", lambda path, algorithm="sha256": "6726825d" + "0" * 56)
+    with pytest.raises(UserError, match="expected 6726825d0af5f729"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat",
+                                                inception_weights=str(forged))))
+
+
+class _Payload:
+    """Unpickling this writes a marker file: code that ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path(self.marker).write_text, ("pwned",))
+
+
+def test_pinned_weights_that_need_unpickling_or_are_not_inception_are_refused(offline, tmp_path):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(1), "x": _Payload(marker)}, evil)
+    with pytest.raises(UserError, match="evil.pth is not a plain weights file"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat",
+                                                inception_weights=str(evil),
+                                                inception_weights_sha256=hash_file(evil))))
+    assert not marker.exists()
+    wrong = tmp_path / "wrong.pth"  # plain tensors, self-consistent sha, not Inception
+    torch.save({"conv.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(UserError, match="is not torch-fidelity's Inception-v3 weights"):
+        check_eval_ready(Config(eval=EvalConfig(extractor="inception-v3-compat",
+                                                inception_weights=str(wrong),
+                                                inception_weights_sha256=hash_file(wrong))))
 
 
 def sha256_file_bytes(data: bytes) -> str:
@@ -105,6 +147,7 @@ def test_domain_weights_missing_invalid_or_from_other_data(tiny, tmp_path):
 
 
 def test_expected_inception_digest_comes_from_torch_fidelitys_url():
-    assert weights.expected_inception_sha256(EvalConfig()) == "6726825d"
+    assert weights.expected_inception_sha256(EvalConfig()) == weights.KNOWN_INCEPTION_SHA256
+    assert weights.KNOWN_INCEPTION_SHA256.startswith("6726825d")
     assert weights.expected_inception_sha256(EvalConfig(extractor="inception-v3-compat", inception_weights_sha256="ab" * 32)) \
         == "ab" * 32
