@@ -45,7 +45,16 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` through ``files.write_atomic``: a kill at any moment leaves either the old
     file or the new one, never half of one."""
-    return write_atomic(path, lambda handle: torch.save(state, handle))
+    def save(handle) -> None:
+        try:
+            torch.save(state, handle)
+        except RuntimeError as err:  # torch's zip writer hides a full disk behind its own error
+            cause = err.__context__
+            if isinstance(cause, OSError):
+                raise OSError(cause.errno, cause.strerror, str(path)) from err
+            raise
+
+    return write_atomic(path, save)
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:

@@ -74,6 +74,27 @@ def _load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
+def dvc_params(repo: str | Path = ".") -> set[str]:
+    """The params.yaml keys DVC's stages read (dvc.yaml's ``params`` lists)."""
+    stages = (_load_yaml(Path(repo, "dvc.yaml")).get("stages") or {}).values()
+    return {key for stage in stages for key in stage.get("params", []) if isinstance(key, str)}
+
+
+def refuse_dvc_overrides(overrides: list[str], repo: str | Path = ".") -> None:
+    """``--set`` of a key DVC reads from params.yaml would record one value and train on data
+    made with another (``dvc repro`` never sees --set): refused in one line. Every ``data.*``
+    key counts, since ingest and the committed data.dvc describe the data too."""
+    read = dvc_params(repo) | {"data"}
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        hit = max((k for k in read if key == k or key.startswith(f"{k}.")), key=len, default=None)
+        if hit is not None:
+            what = "every data.* key" if hit == "data" else hit
+            raise UserError(f"--set {key}: DVC's stages read {what} from params.yaml, not from "
+                            f"--set, so the run would record one value and use data made "
+                            f"with another; edit params.yaml instead, then run again")
+
+
 def committed_data_md5(repo: str | Path = ".") -> tuple[str | None, str]:
     """(md5, path) of the raw snapshot recorded in ``data.dvc``; md5 None if there is none."""
     outs = _load_yaml(Path(repo, "data.dvc")).get("outs") or [{}]

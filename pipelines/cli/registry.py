@@ -13,6 +13,7 @@ import typer
 
 from ganpkg.errors import UserError
 from pipelines.cli.common import ConfigOpt, SetOpt, resolve_config, say
+from pipelines.preflight import check_store_exists
 
 VersionOpt = Annotated[int | None, typer.Option("--version", min=1,
                                                 help="Model version to make champion.")]
@@ -30,6 +31,7 @@ def promote(version: VersionOpt = None, reason: ReasonOpt = "", rollback: Rollba
     name = cfg.registry.model_name
     if rollback == (version is not None):
         raise UserError("give exactly one of --version N (with --reason) or --rollback")
+    check_store_exists()
     if rollback:
         restored = registry.rollback(name, reason or "rollback")
         say(f"{name}: champion is v{restored} again (rolled back)")
@@ -51,6 +53,7 @@ def lineage(uri: UriArg, json_: JsonOpt = False, config_out: ConfigOutOpt = None
     from pipelines.lineage import download_config, format_lineage, lineage_json
     from pipelines.lineage import lineage as get_lineage
 
+    check_store_exists()
     info = get_lineage(uri)
     typer.echo(lineage_json(info) if json_ else format_lineage(info))
     if config_out is not None:
@@ -73,6 +76,7 @@ def leaderboard(sort: SortOpt = None, ascending: OrderOpt = None, csv: CsvOpt = 
     from pipelines.leaderboard import leaderboard as get_table
 
     cfg = resolve_config(config, set_)
+    check_store_exists()
     table = get_table(model_name=cfg.registry.model_name, sort_by=sort, ascending=ascending,
                       max_results=limit)
     typer.echo(format_table(table))

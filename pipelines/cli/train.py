@@ -69,8 +69,10 @@ def sample(out: OutOpt, checkpoint: CheckpointOpt = None, model: ModelOpt = None
         g, info = load_generator(checkpoint)
         z_dim = info["z_dim"]
     else:
+        from pipelines.preflight import check_store_exists
         from pipelines.registry_load import load_registered_generator
 
+        check_store_exists()
         g, z_dim = load_registered_generator(model)
     if interpolate:
         z, nrow = interpolation_latents(interpolate, steps, z_dim, seed), steps

@@ -1,0 +1,87 @@
+"""Checks that run before any work, so a dead server, a missing store or an unwritable folder
+is one line at the start instead of a retry loop or a traceback half-way through a run.
+
+Each check raises ``UserError`` naming the variable, path or key and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ganpkg.errors import UserError
+from pipelines.registry_load import resolve_tracking_uri
+
+SERVER_TIMEOUT_S = 5.0  # a live server answers its health check in milliseconds
+
+
+def answers(url: str, timeout_s: float = SERVER_TIMEOUT_S) -> str | None:
+    """None when something answers HTTP at ``url``, else why not. Any HTTP status counts as an
+    answer: a server that requires credentials (401) is alive."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as err:  # refused, timed out, no such host, bad URL
+        reason = getattr(err, "reason", err)
+        return f"{reason.__class__.__name__}: {reason}" if isinstance(reason, BaseException) \
+            else str(reason)
+
+
+def check_tracking_server(uri: str | None = None) -> str:
+    """The resolved MLflow tracking URI; an http(s) server must answer within 5 s."""
+    uri = resolve_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        why = answers(f"{uri.rstrip('/')}/health")
+        if why is not None:
+            raise UserError(f"MLFLOW_TRACKING_URI={uri}: no answer in {SERVER_TIMEOUT_S:.0f} s "
+                            f"({why}); start the server or unset MLFLOW_TRACKING_URI to use "
+                            f"./mlflow.db")
+    return uri
+
+
+def check_store_exists(uri: str | None = None) -> str:
+    """For commands that only read the registry: the store must already exist (reading must
+    never create an empty ./mlflow.db in whatever folder the command ran from)."""
+    uri = check_tracking_server(uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise UserError(f"no MLflow store at {path}: nothing was trained from this folder; "
+                            f"run this where `ganpkg run` ran, or set MLFLOW_TRACKING_URI")
+    return uri
+
+
+def check_prefect_server() -> None:
+    """A configured PREFECT_API_URL (environment or profile) must answer within 5 s; without
+    one, the commands start their own server and there is nothing to check."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return
+    why = answers(f"{url.rstrip('/')}/health")
+    if why is not None:
+        raise UserError(f"PREFECT_API_URL={url}: no answer in {SERVER_TIMEOUT_S:.0f} s ({why}); "
+                        f"start the server, or unset PREFECT_API_URL for a temporary one")
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """``folder``, or the nearest existing folder above it (which creating it would write in),
+    accepts a new file: read-only mounts, permissions and a full disk are reported before
+    training, not at its first checkpoint. Nothing is left behind."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{key}: {existing} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".ganpkg-write-test-") as probe:
+            probe.write(b"x" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise UserError(f"{key}: cannot write in {existing} ({err.strerror or err})") from None
