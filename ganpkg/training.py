@@ -6,6 +6,7 @@ checkpoint in ``train.run_dir`` when there is one, and reports through callbacks
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -22,6 +23,7 @@ from ganpkg.callbacks import CallbackList, NullCallback, TrainingCallback
 from ganpkg.config import Config, save_config
 from ganpkg.data.prepared import PreparedDataset, open_prepared, uint8_to_float
 from ganpkg.errors import UserError
+from ganpkg.files import hash_bytes, hash_file
 from ganpkg.losses import GANLoss, build_loss
 from ganpkg.networks import build_networks
 from ganpkg.runtime import (
@@ -123,11 +125,40 @@ class DivergenceGuard:
             self.low_since = None
 
 
-def _check_resumable(state: dict, config: Config, path: Path) -> None:
-    old = state["config"]
+def data_md5(data: PreparedDataset) -> str:
+    """md5 of the prepared images and labels: which data a checkpoint was trained on (cached
+    by path, size and mtime, so saving a checkpoint does not rehash 60 MB)."""
+    from ganpkg.data.prepared import IMAGES, LABELS
+
+    return hash_bytes("".join(hash_file(data.root / name, "md5") for name in (IMAGES, LABELS))
+                      .encode(), "md5")
+
+
+def _check_same_data(state: dict, data: PreparedDataset, path: Path) -> None:
+    """A resumed run continues on the data it started on, or stops with one line (other data
+    of the same shape would train silently; another shape would fail in load_state_dict)."""
+    shape = (state["channels"], state["resolution"])
+    if shape != (data.channels, data.resolution):
+        raise UserError(f"{path}: checkpoint was trained on {shape[0]}-channel {shape[1]} px "
+                        f"images, {data.root} holds {data.channels}-channel {data.resolution} px; "
+                        f"prepare the same data again or choose a new train.run_dir")
+    saved, now = state.get("data_md5"), data_md5(data)
+    if saved is not None and saved != now:
+        raise UserError(f"{path}: checkpoint was trained on other data (prepared md5 "
+                        f"{saved[:12]}…, {data.root} now {now[:12]}…); resume on the same "
+                        f"data or choose a new train.run_dir")
+
+
+def result_differences(old: dict, config: Config) -> list[str]:
+    """The model and result-affecting train keys in which a saved config (a checkpoint's or a
+    run directory's config.yaml, as a dict) differs from ``config``."""
     new = config.model_dump(mode="json")
     diffs = [f"model.{k}" for k in new["model"] if old["model"].get(k) != new["model"][k]]
-    diffs += [f"train.{k}" for k in RESULT_KEYS if old["train"].get(k) != new["train"][k]]
+    return diffs + [f"train.{k}" for k in RESULT_KEYS if old["train"].get(k) != new["train"][k]]
+
+
+def _check_resumable(state: dict, config: Config, path: Path) -> None:
+    diffs = result_differences(state["config"], config)
     if diffs:
         raise UserError(
             f"{path}: checkpoint was trained with different {', '.join(diffs)}; "
@@ -211,6 +242,7 @@ class Trainer:
         self.step = 0
         self.fixed_z = fixed_noise(t.sample_grid_size, config.model.z_dim, t.seed)
         self.guard = DivergenceGuard(config, loss)
+        self.data_md5 = data_md5(data)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict:
@@ -227,6 +259,7 @@ class Trainer:
             "config": self.config.model_dump(mode="json"),
             "channels": self.data.channels,
             "resolution": self.data.resolution,
+            "data_md5": self.data_md5,
             "torch_version": str(torch.__version__),
             "device": str(self.rt.device),
             "world_size": self.rt.world_size,
@@ -234,6 +267,7 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, map_location=self.rt.device)
+        _check_same_data(state, self.data, path)
         _check_resumable(state, self.config, path)
         self.g_plain.load_state_dict(state["g"])
         self.d_plain.load_state_dict(state["d"])
@@ -308,7 +342,8 @@ class Trainer:
         return TrainResult(self.run_dir, last_path, "FINISHED", self.step)
 
 
-def _write_status(run_dir: Path, status: str, step: int, message: str = "") -> None:
+def write_status(run_dir: Path, status: str, step: int, message: str = "") -> None:
+    """run_dir/status.json: FINISHED, FAILED (why) or KILLED (interrupted: resumable)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     body = {"status": status, "step": step, "message": message}
     (run_dir / "status.json").write_text(json.dumps(body, indent=2))
@@ -336,13 +371,30 @@ def train(config: Config, callbacks: list[TrainingCallback] | None = None,
             trainer.resume(existing)
         result = trainer.run()
         if runtime.is_main:
-            _write_status(result.run_dir, "FINISHED", result.step)
+            write_status(result.run_dir, "FINISHED", result.step)
             callback.on_end("FINISHED", result.run_dir)
         return result
     except TrainingDiverged as err:
         if runtime.is_main and trainer is not None:
-            _write_status(trainer.run_dir, "FAILED", trainer.step, str(err))
+            write_status(trainer.run_dir, "FAILED", trainer.step, str(err))
             callback.on_end("FAILED", trainer.run_dir)
+        raise
+    except OSError as err:  # a full or read-only disk: say so where the run can still be read
+        if runtime.is_main and trainer is not None:
+            try:
+                write_status(trainer.run_dir, "FAILED", trainer.step,
+                              f"{err.filename or 'a file'}: {err.strerror or err}")
+            except OSError:
+                pass  # the disk refuses even this; the command line still says why
+        raise
+    except BaseException as err:
+        # Interrupted, not failed (resumable): Ctrl-C, or a termination signal turned into an
+        # exception that is not an Exception (the command line's KeyboardInterrupt, an
+        # orchestrator's own, e.g. Prefect's TerminationSignal).
+        if not isinstance(err, Exception) and runtime.is_main and trainer is not None:
+            with contextlib.suppress(OSError):
+                write_status(trainer.run_dir, "KILLED", trainer.step,
+                             "interrupted; the next run of the same config resumes it")
         raise
     finally:
         stop_runtime(runtime)

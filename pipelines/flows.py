@@ -70,14 +70,22 @@ def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any]
     if isolate or config.train.nproc_per_node > 1:
         from pipelines.train_worker import launch
 
-        return launch(config, tracker, flow_run_id, lineage, fault_at_step)
+        try:
+            return launch(config, tracker, flow_run_id, lineage, fault_at_step)
+        except BaseException as err:
+            # interrupted: the group is stopped; close the run it had started
+            if not isinstance(err, Exception) and tracker.run_id is not None:
+                tracker.on_end("KILLED", Path(config.train.run_dir))
+            raise
     callbacks = [tracker]
     if fault_at_step is not None:
         callbacks.append(FaultOnce(fault_at_step, Path(config.train.run_dir)))
     try:
         result = train(config, callbacks)
-    except BaseException:
-        tracker.on_end("FAILED", Path(config.train.run_dir))
+    except BaseException as err:
+        # Ctrl-C or SIGTERM (KeyboardInterrupt, Prefect's TerminationSignal): resumable
+        killed = not isinstance(err, Exception)
+        tracker.on_end("KILLED" if killed else "FAILED", Path(config.train.run_dir))
         raise
     return {"run_id": tracker.run_id, "checkpoint": str(result.checkpoint), "step": result.step}
 
@@ -112,6 +120,7 @@ def register_model(config: Config, trained: dict[str, Any], evaluated: dict[str,
 # -- the flow ------------------------------------------------------------------------------------
 def resolve_run_config(config_path: str | None, overrides: list[str], run_key: str) -> Config:
     """params.yaml + overrides, with a run_dir of its own for this flow run."""
+    data_glue.refuse_dvc_overrides(overrides)  # also for runs started through the API
     config = load_config(config_path, overrides)
     if not any(o.startswith("train.run_dir=") for o in overrides):
         config.train.run_dir = str(Path(config.train.run_dir).parent / config.name / run_key)
@@ -138,6 +147,8 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
         create_markdown_artifact(f"# retrain: nothing changed\n\n{reason}\n",
                                  key="retrain-report", description="retrain skipped")
         return {"status": "skipped", "reason": reason}
+    config = claim_run_dir(config, explicit=any(o.startswith("train.run_dir=")
+                                                for o in overrides or []))
     with clock("train"):
         trained = train_model(config, str(flow_run.get_id()), lineage, fault_at_step)
     with clock("evaluate"):
@@ -148,6 +159,28 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     return {"status": "trained", "reason": reason, **registered,
             "run_id": trained["run_id"], "metrics": evaluated["metrics"],
             "seconds": {**clock.seconds, "flow": clock.total()}}
+
+
+def claim_run_dir(config: Config, explicit: bool) -> Config:
+    """Where this flow run trains: an interrupted run of the same config and data (resumed:
+    its checkpoint and MLflow run continue; see pipelines/resume.py), else its own directory.
+    Either is claimed for this process, so two flows never train in one directory."""
+    from ganpkg.data.prepared import open_prepared
+    from ganpkg.errors import UserError
+    from ganpkg.training import data_md5
+    from pipelines.resume import claim, resume_interrupted
+
+    if not explicit:
+        md5 = data_md5(open_prepared(config.data.prepared_dir))
+        found = resume_interrupted(config, Path(config.train.run_dir).parent, md5)
+        if found is not None:
+            get_run_logger().info("resuming the interrupted run in %s", found)
+            config.train.run_dir = str(found)
+            return config
+    if not claim(config.train.run_dir):
+        raise UserError(f"train.run_dir {config.train.run_dir}: another process is training "
+                        f"there; wait for it or choose another train.run_dir")
+    return config
 
 
 def sync_and_prepare(config: Config) -> dict[str, Any]:

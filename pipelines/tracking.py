@@ -290,7 +290,8 @@ class MlflowTracker(NullCallback):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name), folder)
         self.client.set_tag(self.run_id, "train.status", status)
-        self.client.set_terminated(self.run_id, "FINISHED" if status == "FINISHED" else "FAILED")
+        self.client.set_terminated(self.run_id, status if status in ("FINISHED", "KILLED")
+                                   else "FAILED")
 
     def _stop_log_file(self) -> None:
         if self._handler is not None:

@@ -11,10 +11,12 @@ metrics, samples and checkpoints reach MLflow as in-process training does, and w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +64,7 @@ def launch(config, tracker, flow_run_id: str | None, lineage: dict[str, Any] | N
         cmd += ["--fault-at-step", str(fault_at_step)]
     log = run_dir / LOG_FILE
     with log.open("w") as out:
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        code = run_group(cmd, out)
     if code != 0:
         client = tracker.client
         client.log_artifact(tracker.run_id, str(log), "logs")
@@ -75,6 +77,22 @@ def launch(config, tracker, flow_run_id: str | None, lineage: dict[str, Any] | N
                            f"{causes[-1] if causes else 'see below'}\n{log}, last lines:\n{tail}")
     result = json.loads((run_dir / RESULT_FILE).read_text())
     return {"run_id": tracker.run_id, "checkpoint": result["checkpoint"], "step": result["step"]}
+
+
+def run_group(cmd: list[str], out) -> int:
+    """Run ``cmd`` in a process group of its own and return its exit code; when this process is
+    interrupted (Ctrl-C, SIGTERM), the whole group (torchrun and its ranks) is stopped first."""
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
+                break
+        raise
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ input prints one line and exits 2, no traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -54,8 +55,26 @@ for _group in GROUPS:
 
 def main() -> None:
     """Console-script entry point (`ganpkg`, `python -m pipelines`)."""
+    # SIGTERM unwinds as Ctrl-C does (children stop, runs close); Typer exits 130 on it.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except UserError as err:
         console.print(f"error: {err}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
+    except OSError as err:  # read-only or full disk, permissions, a missing folder
+        console.print(f"error: {describe_os_error(err)}", highlight=False, soft_wrap=True,
+                      markup=False)
+        sys.exit(1)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def describe_os_error(err: OSError) -> str:
+    """'PATH: No space left on device', naming the file the OS refused."""
+    where = err.filename if err.filename is not None else "a file"
+    if err.filename2 is not None:
+        where = f"{err.filename} -> {err.filename2}"
+    return f"{where}: {err.strerror or err}"

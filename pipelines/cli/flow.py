@@ -12,20 +12,44 @@ from typing import Annotated, Any
 
 import typer
 
+from ganpkg.config import Config
 from ganpkg.errors import UserError
 from ganpkg.sweep import check_trials, sweep_trials
 from pipelines.cli.common import ConfigOpt, SetOpt, config_path, console, resolve_config
 
 
-def _in_prefect(start: Callable[[], Any]) -> Any:
+def preflight(configs: list[Config], overrides: list[str]) -> None:
+    """What would fail late, checked before Prefect starts (each failure one line): --set of
+    keys DVC reads, the configured servers (5 s each), the run folders being writable."""
+    from pipelines.data import refuse_dvc_overrides
+    from pipelines.preflight import check_prefect_server, check_tracking_server, check_writable
+
+    refuse_dvc_overrides(overrides)
+    check_tracking_server()
+    check_prefect_server()
+    for cfg in configs:
+        check_writable(Path(cfg.train.run_dir).parent, "train.run_dir")
+
+
+def _in_prefect(start: Callable[[], Any], configs: list[Config]) -> Any:
     """``start()`` (it imports and calls a flow) once Prefect's temporary server answers; the
     server starts first so that its start-up overlaps the heavy imports."""
     from pipelines.prefect_server import TemporaryServer, warm_imports
 
     with TemporaryServer() as server:
         warm_imports()  # while the server starts, on the other core
+        from pipelines.flows import check_ready
+
+        for cfg in configs:  # evaluation weights, gate metric: here, not inside the flow
+            check_ready(cfg)
         server.wait()
-        return start()
+        try:
+            return start()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM; Typer then exits 130
+            console.print("interrupted: the MLflow run is marked KILLED; run the same command "
+                          "again to resume from the last checkpoint", highlight=False,
+                          markup=False, soft_wrap=True)
+            raise
 
 
 ForceOpt = Annotated[bool, typer.Option(
@@ -35,14 +59,15 @@ ForceOpt = Annotated[bool, typer.Option(
 def run(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None,
         force: ForceOpt = False) -> None:
     """The whole pipeline as one Prefect flow: data → prepare → train → evaluate → register."""
-    resolve_config(config, set_)  # validate before starting Prefect (one-line errors)
+    cfg = resolve_config(config, set_)  # validate before starting Prefect (one-line errors)
+    preflight([cfg], list(set_ or []))
 
     def start() -> dict:
         from pipelines.flows import retrain
 
         return retrain(config_path=config_path(config), overrides=list(set_ or []), force=force)
 
-    outcome = _in_prefect(start)
+    outcome = _in_prefect(start, [cfg])
     from pipelines.main import print_outcome
 
     print_outcome(outcome, console)
@@ -68,8 +93,9 @@ def sweep(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, grid: Gr
     """
     trials = sweep_trials(grid or [], trial or [])
     check_trials(trials, set_ or [])
-    for spec in trials:  # every trial validated before Prefect starts (one-line errors)
-        resolve_config(config, [*(set_ or []), *spec])
+    # every trial validated before Prefect starts (one-line errors)
+    configs = [resolve_config(config, [*(set_ or []), *spec]) for spec in trials]
+    preflight(configs, list(set_ or []))
 
     def start() -> dict:
         from pipelines.sweep import sweep as sweep_flow
@@ -77,7 +103,7 @@ def sweep(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, grid: Gr
         return sweep_flow(config_path=config_path(config), trials=trials,
                           overrides=list(set_ or []), max_parallel=max_parallel)
 
-    outcome = _in_prefect(start)
+    outcome = _in_prefect(start, configs)
     from pipelines.sweep import print_sweep
 
     print_sweep(outcome, console)
@@ -98,6 +124,7 @@ def serve(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None,
 
     cfg = resolve_config(config, set_)
     check_cron(cfg.schedule.cron)
+    preflight([cfg], list(set_ or []))
     apply_prefect_defaults()
     serve_retrain(cfg, config_path=config_path(config), overrides=list(set_ or []), name=name)
 
