@@ -75,7 +75,7 @@ def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any]
         except BaseException as err:
             # interrupted: the group is stopped; close the run it had started
             if not isinstance(err, Exception) and tracker.run_id is not None:
-                tracker.on_end("KILLED", Path(config.train.run_dir))
+                close_run(tracker, "KILLED", Path(config.train.run_dir))
             raise
     callbacks = [tracker]
     if fault_at_step is not None:
@@ -85,9 +85,18 @@ def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any]
     except BaseException as err:
         # Ctrl-C or SIGTERM (KeyboardInterrupt, Prefect's TerminationSignal): resumable
         killed = not isinstance(err, Exception)
-        tracker.on_end("KILLED" if killed else "FAILED", Path(config.train.run_dir))
+        close_run(tracker, "KILLED" if killed else "FAILED", Path(config.train.run_dir))
         raise
     return {"run_id": tracker.run_id, "checkpoint": str(result.checkpoint), "step": result.step}
+
+
+def close_run(tracker, status: str, run_dir: Path) -> None:
+    """End the MLflow run of a training that raised; a failure here is logged, never raised:
+    it would replace the training's own exception (and turn an interrupt into a retry)."""
+    try:
+        tracker.on_end(status, run_dir)
+    except Exception as err:  # noqa: BLE001
+        get_run_logger().warning("could not mark the MLflow run %s: %s", status, err)
 
 
 @task
