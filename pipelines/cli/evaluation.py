@@ -54,9 +54,9 @@ EvalOutOpt = Annotated[Path | None, typer.Option(
 def evaluate(checkpoint: CheckpointOpt, config: ConfigOpt = Path("params.yaml"),
              set_: SetOpt = None, out: EvalOutOpt = None) -> None:
     """FID/IS/KID/PR (torch-fidelity, in memory) + memorization check, with the protocol."""
+    cfg = resolve_config(config, set_)  # before importing torch: a bad value answers at once
     from ganpkg.evaluation.fidelity import evaluate_checkpoint
 
-    cfg = resolve_config(config, set_)
     say(yaml.safe_dump({"data": {"prepared_dir": cfg.data.prepared_dir},
                         "eval": cfg.eval.model_dump(mode="json")}, sort_keys=False))
     out = out or checkpoint.with_name(f"{checkpoint.stem}-eval")

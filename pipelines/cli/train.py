@@ -26,14 +26,14 @@ def train(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, resume: 
     Under torchrun (`torchrun --nproc_per_node=N -m pipelines train`) each rank trains its
     slice of every batch and rank 0 writes.
     """
+    cfg = resolve_config(config, set_)  # before importing torch: a bad value answers at once
+    say(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    if dry_run:
+        return
     from ganpkg.progress import RichProgress
     from ganpkg.training import TrainingDiverged
     from ganpkg.training import train as run_training
 
-    cfg = resolve_config(config, set_)
-    say(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    if dry_run:
-        return
     try:
         result = run_training(cfg, [RichProgress(cfg.train.total_steps, console)], resume)
     except TrainingDiverged as err:
@@ -57,12 +57,12 @@ def sample(out: OutOpt, checkpoint: CheckpointOpt = None, model: ModelOpt = None
            n: CountOpt = 64, seed: SeedOpt = 0, interpolate: InterpolateOpt = 0,
            steps: StepsOpt = 8) -> None:
     """Draw images from a trained generator: a PNG grid, a folder of PNGs, or interpolations."""
+    if (checkpoint is None) == (model is None):
+        raise UserError("give exactly one of --checkpoint PATH or --model URI")
     import torch
 
     from ganpkg.sampling import generate, interpolation_latents, save_grid, save_images
 
-    if (checkpoint is None) == (model is None):
-        raise UserError("give exactly one of --checkpoint PATH or --model URI")
     if checkpoint is not None:
         from ganpkg.checkpoint import load_generator
 
