@@ -280,6 +280,25 @@ class Config(Section):
         so their spread (the real variation between trainings) can be measured."""
         return self._hash(drop_seed=True)
 
+    def result_keys(self) -> dict[str, Any]:
+        """The flattened keys (``train.lr_g``) that change the trained generator or the figures
+        reported for it: what retraining on change compares (see NOT_RESULT)."""
+        body = self.model_dump(mode="json")
+        out: dict[str, Any] = {}
+        for section, values in body.items():
+            if not isinstance(values, dict) or NOT_RESULT.get(section, set()) is None:
+                continue
+            for key, value in flatten(values, f"{section}.").items():
+                if key.split(".", 2)[1] not in NOT_RESULT.get(section, set()):
+                    out[key] = value
+        return out
+
+    def result_hash(self) -> str:
+        """sha256 of result_keys(): equal for configs that would train the same generator and
+        report the same figures, whatever their schedule, gate or output paths."""
+        canonical = json.dumps(self.result_keys(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
     def _hash(self, drop_seed: bool) -> str:
         body = self.model_dump(mode="json")
         body["train"].pop("run_dir")
@@ -287,6 +306,30 @@ class Config(Section):
             body["train"].pop("seed")
         canonical = json.dumps(body, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# What changes where or how often a run writes, how it is gated or scheduled, but not the
+# generator it trains nor the figures it reports (grids use their own fixed noise, the
+# evaluation batch size only splits the same work): None drops the whole section.
+NOT_RESULT: dict[str, set[str] | None] = {
+    "registry": None,
+    "schedule": None,
+    "data": {"raw_dir", "prepared_dir"},
+    "train": {"run_dir", "checkpoint_every_steps", "keep_checkpoints", "sample_every_steps",
+              "sample_grid_size", "log_every_steps", "data_on_device"},
+    "eval": {"batch_size", "cache_dir", "device", "memorization_pairs"},
+}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'seed': 0}} → {'train.seed': 0} (MLflow params, result keys)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _format_error(err: ValidationError, origin: str) -> str:
