@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,8 +50,11 @@ def stop_runtime(runtime: Runtime) -> None:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed every RNG that training touches; ask for deterministic kernels where they exist."""
-    random.seed(seed)
+    """Seed every RNG that training touches; ask for deterministic kernels where they exist.
+
+    Python's ``random`` is not one of them, and is left alone: MLflow and Prefect draw run
+    names from it, and seeding it made every run of a seed share one name.
+    """
     torch.manual_seed(seed)
     if deterministic:
         # cuBLAS needs this to be deterministic; harmless on CPU.

@@ -14,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from ganpkg.config import Config, load_config
 from pipelines import data as data_glue
 from pipelines.faults import FaultOnce
+from pipelines.flow_logs import send_ganpkg_logs_to_prefect
 from pipelines.policy import ensure_concurrency_limit
 from pipelines.timing import StageClock
 
@@ -145,6 +150,7 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     """
     clock = StageClock()  # from the flow's start: its own overhead is what stages leave
     logger = get_run_logger()
+    send_ganpkg_logs_to_prefect()  # training's step lines in this flow run's logs
     run_key = flow_run.get_name() or time.strftime("%Y%m%d-%H%M%S")
     config = resolve_run_config(config_path, overrides or [], run_key)
     check_ready(config)  # offline weights, gate metric: fail before any work
@@ -159,7 +165,9 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     config = claim_run_dir(config, explicit=any(o.startswith("train.run_dir=")
                                                 for o in overrides or []))
     with clock("train"):
-        trained = train_model(config, str(flow_run.get_id()), lineage, fault_at_step)
+        # One name for the flow run, its run directory and its MLflow run.
+        trained = train_model(config, str(flow_run.get_id()), lineage, fault_at_step,
+                              run_name=Path(config.train.run_dir).name)
     with clock("evaluate"):
         evaluated = evaluate_model(config, trained)
     with clock("register"):
@@ -219,7 +227,10 @@ def publish_report(config: Config, trained: dict, evaluated: dict, registered: d
 
     client = get_client()
     run = client.get_run(trained["run_id"])
-    url = f"{client.tracking_uri} experiment {run.info.experiment_id}, run {run.info.run_id}"
+    url, local = mlflow_run_url(client.tracking_uri, run.info.experiment_id, run.info.run_id)
+    create_link_artifact(url, link_text=f"MLflow run {run.info.run_name}", key="mlflow-run",
+                         description="the run in the MLflow UI"
+                                     + (" (start it with `make ui`)" if local else ""))
     rows = [{"metric": k, "value": round(v, 4)} for k, v in sorted(evaluated["metrics"].items())]
     create_table_artifact(rows, key="retrain-metrics", description="evaluation metrics")
     lines = [
@@ -227,7 +238,7 @@ def publish_report(config: Config, trained: dict, evaluated: dict, registered: d
         "",
         f"**Decision:** {registered['reason']}",
         f"**Compared with:** {registered.get('compared_with') or '(no champion before)'}",
-        f"**MLflow run:** {url} (`make ui`, then http://127.0.0.1:5000)",
+        f"**MLflow run:** [{run.info.run_name}]({url})" + (" (`make ui` first)" if local else ""),
         "",
         "| metric | value |",
         "|---|---|",
@@ -240,4 +251,18 @@ def publish_report(config: Config, trained: dict, evaluated: dict, registered: d
     ]
     create_markdown_artifact("\n".join(lines), key="retrain-report",
                              description="retrain report")
-    client.set_tag(trained["run_id"], "prefect.flow_run_url", str(flow_run.get_flow_run_ui_url()))
+    from prefect.settings import get_current_settings
+
+    # Only a configured server keeps its UI: the temporary one of `ganpkg run` stops at exit,
+    # and its link would be dead in MLflow forever.
+    if get_current_settings().api.url and flow_run.get_flow_run_ui_url():
+        client.set_tag(trained["run_id"], "prefect.flow_run_url",
+                       str(flow_run.get_flow_run_ui_url()))
+
+
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> tuple[str, bool]:
+    """(the run's page in the MLflow UI, whether that UI is `make ui` over the local store)."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{page}", False
+    return f"http://127.0.0.1:5000/{page}", True

@@ -29,6 +29,7 @@ from rich.console import Console
 
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.sweep import check_trials
+from pipelines.flow_logs import send_ganpkg_logs_to_prefect
 from pipelines.flows import (
     check_ready,
     evaluate_model,
@@ -80,6 +81,7 @@ def sweep(config_path: str | None = "params.yaml", trials: list[list[str]] | Non
     """Each trial (its overrides on top of ``overrides``) trained and evaluated as parallel
     flow runs, ``max_parallel`` at a time; the best one registered and gated."""
     sweep_key = flow_run.get_name() or time.strftime("%Y%m%d-%H%M%S")
+    send_ganpkg_logs_to_prefect()
     trials = [list(t) for t in trials or [[]]]
     check_trials(trials, overrides or [])
     specs = [[*(overrides or []), *t] for t in trials]

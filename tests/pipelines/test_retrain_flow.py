@@ -24,6 +24,17 @@ def artifacts_of(flow_run_id):
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
 
 
+def log_lines(flow_run_id):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs travel in batches
+    with prefect_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    return [log.message for log in logs if log.name.startswith("ganpkg")]
+
+
 def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(project):
     state = retrain(return_state=True)
     first = state.result()
@@ -34,7 +45,14 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     # The MLflow run carries the flow run id, and the flow run's artifacts link the run.
     assert run.data.tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
     keys = {a.key for a in artifacts_of(state.state_details.flow_run_id)}
-    assert {"retrain-report", "retrain-metrics"} <= keys
+    assert {"retrain-report", "retrain-metrics", "mlflow-run"} <= keys
+    # One name for the flow run, its run directory and its MLflow run.
+    with prefect_client(sync_client=True) as prefect:
+        flow_run_name = prefect.read_flow_run(state.state_details.flow_run_id).name
+    assert run.info.run_name == flow_run_name
+    assert run.data.tags["checkpoint.latest"].split("/")[-3] == flow_run_name
+    # Training's own step lines reach the flow run's logs, not only the terminal.
+    assert any(line.startswith("step ") for line in log_lines(state.state_details.flow_run_id))
     assert any(k.startswith("fid_") for k in first["metrics"])
 
     # Same data, same params: the flow ends early and says why.
@@ -45,6 +63,8 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     # generator is bit-identical to the unfailed run's.
     faulty = retrain(force=True, fault_at_step=6)
     assert faulty["status"] == "trained"
+    names = {get_client().get_run(r["run_id"]).info.run_name for r in (first, faulty)}
+    assert len(names) == 2  # a seeded training no longer makes MLflow repeat its run names
     ckpt_a = load_checkpoint(get_client().get_run(first["run_id"]).data.tags["checkpoint.latest"])
     ckpt_b = load_checkpoint(get_client().get_run(faulty["run_id"]).data.tags["checkpoint.latest"])
     for name, tensor in ckpt_a["g_ema"].items():
