@@ -101,6 +101,30 @@ def committed_data_md5(repo: str | Path = ".") -> tuple[str | None, str]:
     return outs[0].get("md5"), outs[0].get("path", "data")
 
 
+def remote_url(repo: str | Path = ".") -> str | None:
+    """The default DVC remote's URL (config.local over config; a local path as a file URI),
+    read with configobj, the parser DVC itself uses for these files."""
+    from configobj import ConfigObj
+
+    dvc_dir = Path(repo, ".dvc")
+    merged: dict[str, dict] = {}
+    for name in ("config", "config.local"):
+        if (dvc_dir / name).is_file():
+            for section, values in ConfigObj(str(dvc_dir / name)).items():
+                merged.setdefault(section, {}).update(values)
+    default = merged.get("core", {}).get("remote")
+    url = merged.get(f'remote "{default}"', {}).get("url") if default else None
+    if url and "://" not in url:
+        url = (dvc_dir / url).resolve().as_uri()
+    return url
+
+
+def dataset_uri(repo: str | Path, md5: str) -> str | None:
+    """Where the DVC remote keeps the snapshot with this md5 (DVC 3's files/md5 layout)."""
+    url = remote_url(repo)
+    return f"{url.rstrip('/')}/files/md5/{md5[:2]}/{md5[2:]}" if url and md5 else None
+
+
 def locked_stage(repo: str | Path = ".", stage: str = "prepare") -> dict:
     """The ``prepare`` entry of dvc.lock (deps, params, outs with md5s); {} if never run."""
     return (_load_yaml(Path(repo, "dvc.lock")).get("stages") or {}).get(stage, {})

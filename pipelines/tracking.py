@@ -13,16 +13,19 @@ no global "active run" leaks into the training process or into Prefect's threads
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import platform
 import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ganpkg.callbacks import NullCallback
-from ganpkg.config import Config
+from ganpkg.config import Config, flatten
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import protocol_tags
 from pipelines.registry_load import resolve_tracking_uri
@@ -65,18 +68,6 @@ def ensure_experiment(client, name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'train': {'seed': 0}} → {'train.seed': 0} (MLflow params are flat)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def _git(repo: Path, *args: str) -> str | None:
     try:
         done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
@@ -94,6 +85,26 @@ def git_lineage(repo: str | Path = ".") -> dict[str, str]:
     status = _git(repo, "status", "--porcelain", "--untracked-files=no")
     dirty = "unknown" if status is None else str(bool(status.strip())).lower()
     return {"git.commit": commit, "git.dirty": dirty}
+
+
+def source_tags(repo: str | Path = ".") -> dict[str, str]:
+    """MLflow's own Source / Created by / commit fields of the run page (the client API, unlike
+    mlflow.start_run, fills none of them)."""
+    from mlflow.entities import SourceType
+    from mlflow.utils import mlflow_tags
+
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "ganpkg"
+    return {mlflow_tags.MLFLOW_SOURCE_NAME: command,
+            mlflow_tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
+            mlflow_tags.MLFLOW_USER: _user(),
+            mlflow_tags.MLFLOW_GIT_COMMIT: git_lineage(repo)["git.commit"]}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a name
+        return "unknown"
 
 
 def data_tags(repo: str | Path = ".", data_lineage: dict | None = None) -> dict[str, str]:
@@ -129,7 +140,7 @@ def lineage_tags(config: Config, repo: str | Path = ".", flow_run_id: str | None
     """Every tag that traces a run (and the model versions it makes) to code, data and params."""
     tags = {**git_lineage(repo), **data_tags(repo, data_lineage), **environment_tags(device),
             "ganpkg.params_hash": config.params_hash(), "ganpkg.seed": str(config.train.seed),
-            "ganpkg.recipe_hash": config.recipe_hash(),
+            "ganpkg.recipe_hash": config.recipe_hash(), "ganpkg.result_hash": config.result_hash(),
             "ganpkg.config_name": config.name}
     if flow_run_id:
         tags["prefect.flow_run_id"] = str(flow_run_id)
@@ -189,7 +200,9 @@ class MlflowTracker(NullCallback):
             self.client.update_run(self.run_id, status="RUNNING")
             return True
         exp = ensure_experiment(self.client, experiment_name(self.config))
-        tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
+        tags = source_tags(self.repo)
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
         self.run_id = self.client.create_run(exp, run_name=self.run_name, tags=tags).info.run_id
         (run_dir / RUN_ID_FILE).write_text(json.dumps(
             {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri}))
@@ -202,6 +215,8 @@ class MlflowTracker(NullCallback):
                             _device_of(self.config))
         tags["train.run_dir"] = str(run_dir)
         resumed = self.open_run(run_dir)
+        if not resumed:
+            self._log_dataset(tags.get("data.dvc_md5"))
         self._start_log_file(run_dir)
         self._log_params(flatten(config), tags)
         self._log_config_files(run_dir)
@@ -209,6 +224,29 @@ class MlflowTracker(NullCallback):
             self._start_system_metrics(resume=bool(resumed))
         _log.info("mlflow run %s (%s) started in %s", self.run_id,
                   "existing" if resumed else "new", run_dir)
+
+    def _log_dataset(self, md5: str | None) -> None:
+        """The training data as the run's dataset input (the run page's Datasets): digest =
+        data.dvc md5, source = where the DVC remote keeps that snapshot."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        from pipelines.data import dataset_uri
+
+        uri = dataset_uri(self.repo, md5) if md5 not in (None, "none", "unknown") else None
+        if uri is None:
+            return  # no committed snapshot or no remote: nothing true to point at
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            source = resolve_dataset_source(uri)
+        data = self.config.data
+        dataset = MetaDataset(source, digest=md5,
+                              name=f"{data.source}-{data.split}-{data.resolution}px")
+        # (the client API has no log_input; this is what mlflow.log_input sends)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])])
 
     def _log_params(self, params: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag

@@ -8,9 +8,9 @@ import pytest
 from mlflow import MlflowClient
 from registry_helpers import METRICS
 
-from ganpkg.config import load_config
+from ganpkg.config import flatten, load_config
 from ganpkg.training import TrainingDiverged, train
-from pipelines.tracking import MlflowTracker, flatten
+from pipelines.tracking import MlflowTracker
 
 
 def test_run_logs_params_metrics_samples_lineage_and_files(registered):
@@ -35,6 +35,15 @@ def test_run_logs_params_metrics_samples_lineage_and_files(registered):
     assert tags["ganpkg.params_hash"] == registered.config.params_hash()
     assert tags["ganpkg.seed"] == "0" and tags["device"] == "cpu"
     assert len(tags["git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
+    # MLflow's own run-page fields: Source, Created by, the commit.
+    assert tags["mlflow.source.git.commit"] == tags["git.commit"]
+    assert tags["mlflow.user"] and tags["mlflow.source.type"] == "JOB"
+    assert tags["mlflow.source.name"]
+    # The run page's Datasets: the committed snapshot, where the DVC remote keeps it.
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.digest == tags["data.dvc_md5"]
+    assert f"files/md5/{tags['data.dvc_md5'][:2]}/" in used.dataset.source
+    assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "train"
     assert tags["data.dvc_md5"] and tags["data.prepared_md5"]
     assert tags["torch.version"].startswith("2.") and tags["train.status"] == "FINISHED"
     files = _artifacts(client, registered.run_id)
