@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -24,14 +28,36 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
         stages = {k: v for k, v in seconds.items() if k != "flow"}
         console.print("  stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
     if "flow" in seconds:
-        # The flow's own overhead: its wall time less the time inside train and evaluate.
-        own = seconds["flow"] - seconds.get("train", 0) - seconds.get("evaluate", 0)
-        console.print(f"  flow {seconds['flow']:.0f}s, of which outside train and evaluate "
-                      f"{own:.0f}s ({100 * own / seconds['flow']:.1f}%)")
+        # Data sync and preparation run once per data version (DVC skips them after); the
+        # flow's own overhead is what neither they nor the stages account for.
+        once = seconds.get("data", 0)
+        own = seconds["flow"] - sum(v for k, v in seconds.items() if k != "flow")
+        console.print(f"  flow {seconds['flow']:.0f}s: data {once:.0f}s (once per data "
+                      f"version), Prefect and the rest {own:.0f}s "
+                      f"({100 * own / seconds['flow']:.1f}%)", highlight=False)
     server = os.environ.get("MLFLOW_TRACKING_URI", "")
     if server.startswith(("http://", "https://")):  # `make ui` would show the local store
-        console.print(f"look at it:   {server}   (MLflow UI of the tracking server)")
+        console.print(f"look at it:   {server}   (MLflow UI of the tracking server)",
+                      highlight=False, soft_wrap=True)
     else:
-        console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)")
-    console.print(f"sample it:    .venv/bin/ganpkg sample --model "
-                  f"models:/{outcome['name']}@champion --n 64 --out grid.png")
+        console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)",
+                      highlight=False, soft_wrap=True)
+    # soft_wrap: a log at 80 columns keeps the command on one line, copy-pasteable.
+    console.print(f"sample it:    {this_command()} sample --model "
+                  f"models:/{outcome['name']}@champion --n 64 --out grid.png",
+                  highlight=False, markup=False, soft_wrap=True)
+
+
+def this_command() -> str:
+    """How to call ganpkg again from here: `ganpkg` when that is on PATH, else the path the
+    user ran (relative to the working directory when under it)."""
+    argv0 = Path(sys.argv[0])
+    found = shutil.which("ganpkg")
+    if argv0.name == "ganpkg" and found and Path(found).resolve() == argv0.resolve():
+        return "ganpkg"
+    if argv0.name != "ganpkg":  # python -m pipelines, or a test
+        return shlex.quote(sys.executable) + " -m pipelines"
+    try:
+        return shlex.quote(str(argv0.resolve().relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(argv0))

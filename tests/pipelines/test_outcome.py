@@ -19,7 +19,23 @@ def test_local_store_points_at_make_ui_and_reports_the_flow_overhead(monkeypatch
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     text = printed(OUTCOME)
     assert "make ui" in text and "ganpkg-generator v3 → @champion" in text
-    assert "outside train and evaluate 6s (4.0%)" in text  # 150 - 130 - 14 = 6 s
+    # 150 - 3 - 130 - 14 = 3 s; data sync is its own once-per-data-version line item
+    assert "flow 150s: data 3s (once per data version), Prefect and the rest 3s (2.0%)" in text
+
+
+def test_the_sample_command_is_one_line_that_runs(monkeypatch):
+    import shlex
+    import subprocess
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    console = Console(record=True, width=40)  # narrower than the command
+    print_outcome(OUTCOME, console)
+    line = next(x for x in console.export_text().splitlines() if x.startswith("sample it:"))
+    command = shlex.split(line.removeprefix("sample it:"))
+    assert command[-4:] == ["--n", "64", "--out", "grid.png"]
+    helped = subprocess.run([*command[:command.index("sample") + 1], "--help"],
+                            capture_output=True, text=True, check=False)
+    assert helped.returncode == 0 and "--model" in helped.stdout
 
 
 def test_tracking_server_is_named_instead_of_make_ui(monkeypatch):
