@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ganpkg.callbacks import NullCallback
@@ -22,3 +23,13 @@ class FaultOnce(NullCallback):
             self.marker.parent.mkdir(parents=True, exist_ok=True)
             self.marker.touch()
             raise InjectedFault(f"injected fault at step {step}")
+
+
+FAULT_ENV = "GANPKG_TEST_FAULT_AT_STEP"
+
+
+def injected_fault_step() -> int | None:
+    """The step at which the retry test crashes training, from the environment: a test hook
+    kept out of the flow's parameters (the deployment's run form shows those to users)."""
+    value = os.environ.get(FAULT_ENV)
+    return int(value) if value else None

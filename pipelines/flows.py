@@ -24,7 +24,7 @@ from prefect.runtime import flow_run
 
 from ganpkg.config import Config, load_config
 from pipelines import data as data_glue
-from pipelines.faults import FaultOnce
+from pipelines.faults import FaultOnce, injected_fault_step
 from pipelines.flow_logs import send_ganpkg_logs_to_prefect
 from pipelines.policy import ensure_concurrency_limit
 from pipelines.timing import StageClock
@@ -143,11 +143,16 @@ def resolve_run_config(config_path: str | None, overrides: list[str], run_key: s
 
 @flow(name="retrain", log_prints=True)
 def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None = None,
-            force: bool = False, fault_at_step: int | None = None) -> dict[str, Any]:
+            force: bool = False) -> dict[str, Any]:
     """Data → prepare → train → evaluate → register and gate, with change detection.
 
-    ``fault_at_step`` crashes training once at that step (for testing retry-and-resume).
+    Args:
+        config_path: The params file, relative to the project folder (params.yaml).
+        overrides: section.key=value items on top of it, e.g. train.total_steps=3000. Keys
+            DVC's stages read (data.*, eval.domain.*) are refused: edit the params file.
+        force: Retrain even if the data and the result-affecting params are the champion's.
     """
+    fault_at_step = injected_fault_step()
     clock = StageClock()  # from the flow's start: its own overhead is what stages leave
     logger = get_run_logger()
     send_ganpkg_logs_to_prefect()  # training's step lines in this flow run's logs

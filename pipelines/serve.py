@@ -58,6 +58,7 @@ def start_local_server(url: str = LOCAL_API, wait_s: float = 90.0) -> subprocess
 def serve_retrain(config: Config, config_path: str | None, overrides: list[str],
                   name: str = "scheduled") -> None:
     """Serve `retrain` with ``config.schedule.cron``; start a local server if none answers."""
+    from prefect.schedules import Cron
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = os.environ.get("PREFECT_API_URL") or LOCAL_API
@@ -74,9 +75,12 @@ def serve_retrain(config: Config, config_path: str | None, overrides: list[str],
             print(f"serving retrain/{name} on cron {config.schedule.cron!r} "
                   f"(policy {config.schedule.policy}); trigger now with: "
                   f"prefect deployment run 'retrain/{name}'", flush=True)
-            retrain.serve(name=name, cron=config.schedule.cron,
+            # What prefect.yaml's deployments say too: the cron in UTC, one run at a time.
+            retrain.serve(name=name, schedules=[Cron(config.schedule.cron, timezone="UTC")],
+                          global_limit=1,
                           parameters={"config_path": config_path, "overrides": overrides},
-                          description="ganpkg retrain: data → train → evaluate → register")
+                          description="ganpkg retrain: data → prepare → train → evaluate → "
+                                      "register and gate")
     finally:
         if server is not None:
             server.terminate()

@@ -8,6 +8,7 @@ from conftest import write_params
 from prefect.client.orchestration import get_client as prefect_client
 
 from ganpkg.checkpoint import load_checkpoint
+from pipelines.faults import FAULT_ENV
 from pipelines.flows import retrain
 from pipelines.tracking import get_client
 
@@ -35,7 +36,8 @@ def log_lines(flow_run_id):
     return [log.message for log in logs if log.name.startswith("ganpkg")]
 
 
-def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(project):
+def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(project,
+                                                                             monkeypatch):
     state = retrain(return_state=True)
     first = state.result()
     assert first["status"] == "trained" and first["alias"] == "champion", first
@@ -61,7 +63,9 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
 
     # A crash mid-training is retried by Prefect and resumes from the last checkpoint; the
     # generator is bit-identical to the unfailed run's.
-    faulty = retrain(force=True, fault_at_step=6)
+    monkeypatch.setenv(FAULT_ENV, "6")
+    faulty = retrain(force=True)
+    monkeypatch.delenv(FAULT_ENV)
     assert faulty["status"] == "trained"
     names = {get_client().get_run(r["run_id"]).info.run_name for r in (first, faulty)}
     assert len(names) == 2  # a seeded training no longer makes MLflow repeat its run names

@@ -77,6 +77,13 @@ def test_serve_creates_the_scheduled_deployment_and_runs_it(project, tmp_path):
         dep = wait_for(deployment, 120, "the deployment retrain/scheduled")
         crons = [s["schedule"]["cron"] for s in dep["schedules"]]
         assert crons == ["0 3 * * 1"]  # params.yaml schedule.cron
+        # The same deployment as prefect.yaml's: UTC, one run at a time, no test hook.
+        assert [s["schedule"]["timezone"] for s in dep["schedules"]] == ["UTC"]
+        limit = dep.get("global_concurrency_limit") or {}
+        assert limit.get("limit") == 1 or dep.get("concurrency_limit") == 1, dep
+        form = dep["parameter_openapi_schema"]["properties"]
+        assert set(form) == {"config_path", "overrides", "force"}
+        assert all(field.get("description") for field in form.values()), form
 
         run = subprocess.run([BIN / "prefect", "deployment", "run", "retrain/scheduled",
                               "--param", "force=true"], env=env, capture_output=True, text=True,
