@@ -313,6 +313,8 @@ class Trainer:
             save_config(self.config, self.run_dir / "config.yaml")
             self.cb.on_start(self.config.model_dump(mode="json"), self.run_dir)
         last_path = ckpt.latest_checkpoint(self.ckpt_dir)
+        if self.rt.is_main and self.step == 0:  # the grid slider's first position: untrained G
+            self._sample()
         tick, tick_step = time.perf_counter(), self.step
         while self.step < t.total_steps:
             losses = self.step_fn(*self._inputs())
@@ -334,12 +336,16 @@ class Trainer:
                     self.cb.on_step(self.step, values)
             if self.rt.is_main and (self.step % t.sample_every_steps == 0
                                     or self.step == t.total_steps):
-                grid = save_grid(self.g_ema, self.fixed_z,
-                                 self.run_dir / "samples" / f"step-{self.step:08d}.png")
-                self.cb.on_sample(self.step, grid)
+                self._sample()
             if self.rt.is_main and due_ckpt:
                 last_path = self.save_checkpoint()
         return TrainResult(self.run_dir, last_path, "FINISHED", self.step)
+
+    def _sample(self) -> None:
+        """The EMA generator's grid of the fixed noise at this step (own noise: no RNG used)."""
+        grid = save_grid(self.g_ema, self.fixed_z,
+                         self.run_dir / "samples" / f"step-{self.step:08d}.png")
+        self.cb.on_sample(self.step, grid)
 
 
 def write_status(run_dir: Path, status: str, step: int, message: str = "") -> None:

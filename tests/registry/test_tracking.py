@@ -50,9 +50,10 @@ def test_run_logs_params_metrics_samples_lineage_and_files(registered):
     for path in ("config/config.yaml", "logs/train.log", "status/status.json",
                  "evaluation/eval.json", "model_card/model_card.md", "model_card/samples.png"):
         assert path in files, path
-    # The step slider: one sample grid image per sampling step, under the key "samples".
+    # The step slider: one sample grid image per sampling step, under the key "samples", from
+    # step 0 (its first position shows the untrained generator, not "No image logged").
     grids = [f for f in files if f.startswith("images/samples+step+") and f.endswith(".png")]
-    assert sorted(int(f.split("+")[2]) for f in grids) == [6, 12]
+    assert sorted(int(f.split("+")[2]) for f in grids) == [0, 6, 12]
     log = client.download_artifacts(registered.run_id, "logs/train.log", str(registered.root))
     assert "step 12 checkpoint" in Path(log).read_text()
 

@@ -63,7 +63,7 @@ def test_checkpoint_is_self_describing(tiny_config):
     assert len(list_checkpoints(result.run_dir / "checkpoints")) <= tiny_config.train.keep_checkpoints
     assert (result.run_dir / "config.yaml").is_file()
     assert sorted(p.name for p in (result.run_dir / "samples").iterdir()) == [
-        "step-00000006.png", "step-00000012.png"]
+        "step-00000000.png", "step-00000006.png", "step-00000012.png"]
 
 
 def test_resume_refuses_a_different_config(tiny_overrides):
