@@ -372,7 +372,10 @@ def model_card(name: str, version: str, tags: dict[str, str], metrics: dict[str,
                               ("checkpoint step", tags.get("checkpoint.step", "?"))],
                              ("tag", "value")),
         "## Samples (fixed noise, seed 0)",
-        "![samples](samples.png)  \n(run artifact `model_card/samples.png`)",
+        # An absolute path on the MLflow server: the version page renders this card, and a
+        # link relative to it pointed nowhere (the image was broken there).
+        (f"![samples](/get-artifact?path=model_card%2Fsamples.png&run_uuid={run_id})  \n"
+         f"(run artifact `model_card/samples.png`)"),
         "## Use",
         (f"```\nganpkg sample --model models:/{name}/{version} --n 64 --out grid.png\n"
          f"ganpkg lineage models:/{name}/{version}\n```"),

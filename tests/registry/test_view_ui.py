@@ -5,6 +5,8 @@ session fixture ``ui_server``); skipped only where Chromium is absent (apt: chro
 Screenshots are left in the test's tmp folder.
 """
 
+import urllib.request
+
 import pytest
 from mlflow import MlflowClient
 from ui_helpers import CHROMIUM, chromium, wait_healthy
@@ -21,6 +23,11 @@ def test_ui_shows_run_curves_and_registered_version(ui_server, registered, tmp_p
     for text in ("champion", f"ganpkg-generator v{registered.version}", "fid_domain",
                  "flow-run-42", run.info.run_name):
         assert text in dom, text
+    # The card's sample grid: an image the version page links to and the server serves.
+    src = f"/get-artifact?path=model_card%2Fsamples.png&amp;run_uuid={registered.run_id}"
+    assert src in dom, "no sample grid image in the version page"
+    with urllib.request.urlopen(base + src.replace("&amp;", "&"), timeout=30) as reply:
+        assert reply.status == 200 and reply.read(8) == b"\x89PNG\r\n\x1a\n"
     shot = tmp_path / "metrics.png"  # loss curves: the run's model-metrics tab
     chromium("--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
              f"--screenshot={shot}", f"{base}/#/experiments/{run.info.experiment_id}/runs/"
