@@ -12,6 +12,7 @@ when ``data/`` changed, which would hide a snapshot that no longer matches the c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import yaml
 from ganpkg.config import DataConfig
 from ganpkg.errors import UserError
 from ganpkg.files import hash_bytes, hash_file
+
+_log = logging.getLogger("ganpkg.data")
 
 
 class DataLineageError(UserError):
@@ -193,8 +196,25 @@ def sync(config: DataConfig, repo: str | Path = ".") -> str:
 
 
 def repro(repo: str | Path = ".", *stages: str) -> str:
-    """``dvc repro`` of these stages, or of all (each skipped when nothing it reads changed)."""
-    return run_dvc(["repro", *stages], repo).stdout
+    """``dvc repro`` of these stages, or of all (each skipped when nothing it reads changed).
+
+    Its output is passed on line by line as it comes (logger ``ganpkg.data``: the terminal
+    and the flow run's logs): the first run prepares data and trains the extractor for
+    minutes, which used to pass in silence.
+    """
+    args = ["repro", *stages]
+    proc = subprocess.Popen([_dvc_exe(), *args], cwd=repo, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.strip():
+            _log.info("dvc: %s", line.rstrip())
+    if proc.wait() != 0:
+        tail = [x.strip() for x in lines if x.strip()][-5:]
+        raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}): "
+                           + " | ".join(tail))
+    return "".join(lines)
 
 
 def data_lineage(repo: str | Path = ".", hash_workspace: bool = False) -> dict[str, Any]:

@@ -168,6 +168,7 @@ class MlflowTracker(NullCallback):
         flow task's run); ``parent_run_id`` nests a new run under a sweep's parent run."""
         self.config, self.repo, self.flow_run_id = config, Path(repo), flow_run_id
         self.data_lineage, self.system_metrics, self.run_name = data_lineage, system_metrics, run_name
+        self._pace_start: tuple[int, float] | None = None  # (step, time) of the first step seen
         self.config_path = Path(config_path) if config_path else None
         self.client = get_client(tracking_uri)
         self.run_id: str | None = run_id
@@ -300,7 +301,21 @@ class MlflowTracker(NullCallback):
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
                                                     for k, v in metrics.items()])
-        _log.info("step %d %s", step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        _log.info("step %d/%d %s %s", step, self.config.train.total_steps, self._eta(step),
+                  " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    def _eta(self, step: int) -> str:
+        """'(3%, 1m12s left)': from this process's own pace (a resumed run starts afresh)."""
+        total, now = self.config.train.total_steps, time.monotonic()
+        if self._pace_start is None:
+            self._pace_start = (step, now)
+        first_step, first_time = self._pace_start
+        done = 100 * step / total
+        if step <= first_step:
+            return f"({done:.0f}%)"
+        left = (total - step) * (now - first_time) / (step - first_step)
+        minutes, seconds = divmod(round(left), 60)
+        return f"({done:.0f}%, {minutes}m{seconds:02d}s left)"
 
     def on_sample(self, step: int, grid_path: Path) -> None:
         """The fixed-noise grid as a step-indexed image (the UI's slider shows progress)."""

@@ -54,7 +54,10 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     assert run.info.run_name == flow_run_name
     assert run.data.tags["checkpoint.latest"].split("/")[-3] == flow_run_name
     # Training's own step lines reach the flow run's logs, not only the terminal.
-    assert any(line.startswith("step ") for line in log_lines(state.state_details.flow_run_id))
+    # with the total and the time left, and DVC's stage output as it runs.
+    lines = log_lines(state.state_details.flow_run_id)
+    assert any(line.startswith("step 12/12 (100%") for line in lines), lines[:20]
+    assert any(line.startswith("dvc: Running stage 'prepare'") for line in lines), lines[:20]
     assert any(k.startswith("fid_") for k in first["metrics"])
 
     # Same data, same params: the flow ends early and says why.
