@@ -178,6 +178,9 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     with clock("register"):
         registered = register_model(config, trained, evaluated)
     publish_report(config, trained, evaluated, registered, clock)
+    from pipelines.registry import write_champion_metrics
+
+    write_champion_metrics(config.registry.model_name)  # `dvc metrics show`: the champion's
     return {"status": "trained", "reason": reason, **registered,
             "run_id": trained["run_id"], "metrics": evaluated["metrics"],
             "seconds": {**clock.seconds, "flow": clock.total()}}

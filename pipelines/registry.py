@@ -13,6 +13,7 @@ pass the gate), ``previous-champion`` (the champion it replaced: ``rollback`` ta
 from __future__ import annotations
 
 import getpass
+import json
 import statistics
 import tempfile
 import time
@@ -26,6 +27,7 @@ from typing import Any
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import protocol_tags
+from ganpkg.files import write_atomic
 from ganpkg.metrics import summarize
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
@@ -47,6 +49,23 @@ class Registration:
 
 
 # -- aliases --------------------------------------------------------------------------------
+CHAMPION_METRICS = "champion.json"  # dvc.yaml's top-level metrics: `dvc metrics show`
+
+
+def write_champion_metrics(name: str, path: str | Path = CHAMPION_METRICS,
+                           tracking_uri: str | None = None) -> dict[str, Any] | None:
+    """The current @champion's version and metrics as JSON at ``path`` (atomically), for
+    `dvc metrics show`/`diff`; None (and nothing written) while there is no champion."""
+    champion = alias_version(get_client(tracking_uri), name, CHAMPION)
+    if champion is None:
+        return None
+    body = {"model": name, "version": int(champion.version),
+            **{k.removeprefix("metric."): float(v) for k, v in sorted(champion.tags.items())
+               if k.startswith("metric.")}}
+    write_atomic(Path(path), lambda f: f.write(json.dumps(body, indent=2).encode() + b"\n"))
+    return body
+
+
 def alias_version(client, name: str, alias: str):
     """The ModelVersion an alias points to, or None."""
     from mlflow.exceptions import MlflowException

@@ -1,6 +1,10 @@
 """The retrain flow end to end on a tiny project: real Prefect server, sqlite MLflow, real DVC."""
 
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,6 +63,13 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     assert any(line.startswith("step 12/12 (100%") for line in lines), lines[:20]
     assert any(line.startswith("dvc: Running stage 'prepare'") for line in lines), lines[:20]
     assert any(k.startswith("fid_") for k in first["metrics"])
+
+    # `dvc metrics show` has the champion's version and metrics.
+    shown = subprocess.run([str(Path(sys.executable).with_name("dvc")), "metrics", "show",
+                            "--json"], capture_output=True, text=True, check=True).stdout
+    champion_json = json.loads(shown)[""]["data"]["champion.json"]["data"]
+    assert champion_json["version"] == int(first["version"])
+    assert champion_json["fid_domain"] == pytest.approx(first["metrics"]["fid_domain"])
 
     # Same data, same params: the flow ends early and says why.
     again = retrain()
