@@ -12,7 +12,7 @@ from pathlib import Path
 from ganpkg import metrics
 from ganpkg.errors import UserError
 from pipelines.registry_load import using_tracking_uri
-from pipelines.tracking import get_client
+from pipelines.tracking import EVAL, get_client
 
 TAG_COLUMNS = {  # tag → column
     "eval.extractor": "extractor", "eval.n_samples": "eval_n", "eval.reference_split": "ref_split",
@@ -71,10 +71,11 @@ def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-gener
     table = pd.DataFrame({"run_id": runs["run_id"].str[:8],
                           "run_name": runs.get("tags.mlflow.runName"),
                           "status": runs["status"], "start": runs["start_time"]})
-    quality = sorted(c[len("metrics."):] for c in runs.columns
-                     if c.startswith("metrics.") and is_quality_metric(c[len("metrics."):]))
+    prefix = f"metrics.{EVAL}"  # evaluation metrics; train/ and system/ are not quality
+    quality = sorted(c[len(prefix):] for c in runs.columns
+                     if c.startswith(prefix) and is_quality_metric(c[len(prefix):]))
     for name in quality:
-        table[name] = runs[f"metrics.{name}"]
+        table[name] = runs[prefix + name]
     for tag, column in TAG_COLUMNS.items():
         values = runs.get(f"tags.{tag}")
         if values is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ganpkg.errors import UserError
 from ganpkg.metrics import parse, summarize
-from pipelines.tracking import get_client
+from pipelines.tracking import EVAL, get_client
 
 CONFIG_ARTIFACT = "config/config.yaml"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
@@ -86,7 +86,8 @@ def lineage(uri: str, tracking_uri: str | None = None) -> dict[str, Any]:
     out["flow_run_id"] = tags.get("prefect.flow_run_id")
     out["environment"] = {k: tags.get(k) for k in ("torch.version", "torch.cuda", "torch.gpu",
                                                    "device", "env.mlflow", "env.python")}
-    out["metrics"] = dict(sorted(run.data.metrics.items()))
+    # Evaluation metrics by their own names (fid_domain), the others namespaced (train/loss_d).
+    out["metrics"] = {k.removeprefix(EVAL): v for k, v in sorted(run.data.metrics.items())}
     out["protocol"] = _prefixed(tags, "eval.")
     out["params"] = dict(sorted(run.data.params.items()))
     out["reproduce"] = reproduce_commands(uri, tags, run_id)

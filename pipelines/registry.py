@@ -31,7 +31,7 @@ from ganpkg.files import write_atomic
 from ganpkg.metrics import summarize
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
-from pipelines.tracking import get_client, sqlite_artifact_root
+from pipelines.tracking import EVAL, get_client, sqlite_artifact_root
 
 # Run tags copied onto each version: where it came from, without opening the run.
 LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
@@ -354,8 +354,9 @@ def seed_spread(client, run_id: str, metric: str, metrics: dict[str, float]) -> 
         return None
     found = client.search_runs([run.info.experiment_id],
                                filter_string=f"tags.`ganpkg.recipe_hash` = '{recipe}'")
-    by_seed = {r.data.tags.get("ganpkg.seed"): r.data.metrics[metric] for r in found
-               if metric in r.data.metrics and r.info.run_id != run_id}
+    key = EVAL + metric
+    by_seed = {r.data.tags.get("ganpkg.seed"): r.data.metrics[key] for r in found
+               if key in r.data.metrics and r.info.run_id != run_id}
     by_seed[run.data.tags.get("ganpkg.seed")] = metrics[metric]
     if len(by_seed) < 2:
         return None

@@ -39,6 +39,7 @@ from pipelines.flows import (
     train_model,
 )
 from pipelines.tracking import (
+    EVAL,
     RUN_ID_FILE,
     data_tags,
     ensure_experiment,
@@ -183,7 +184,7 @@ def close_parent_run(run_id: str, rows: list[dict[str, Any]], best: int | None, 
     if best is not None:
         client.set_tag(run_id, "sweep.best_trial", str(best))
         client.set_tag(run_id, "sweep.best_run_id", rows[best]["run_id"])
-        client.log_metric(run_id, f"best_{metric}", rows[best][metric])
+        client.log_metric(run_id, f"{EVAL}best_{metric}", rows[best][metric])
     client.set_terminated(run_id, status)
 
 

@@ -30,6 +30,9 @@ from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import protocol_tags
 from pipelines.registry_load import resolve_tracking_uri
 
+# MLflow metric namespaces: the UI groups charts by the part before "/" (system/ is MLflow's).
+TRAIN = "train/"  # per-step losses, D outputs, gradient norms, images/s, checkpoint steps
+EVAL = "eval/"  # evaluation of a checkpoint: fid_domain, its _se and interval, ...
 RUN_ID_FILE = "mlflow_run.json"  # in train.run_dir: a resumed training continues its MLflow run
 LOG_FILE = "train.log"
 SAMPLES_KEY = "samples"
@@ -299,7 +302,7 @@ class MlflowTracker(NullCallback):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+        self.client.log_batch(self.run_id, metrics=[Metric(TRAIN + k, float(v), now, step)
                                                     for k, v in metrics.items()])
         _log.info("step %d/%d %s %s", step, self.config.train.total_steps, self._eta(step),
                   " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
@@ -327,7 +330,7 @@ class MlflowTracker(NullCallback):
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         """A checkpoint event: metric ``checkpoint_step`` and the newest path as a tag."""
-        self.client.log_metric(self.run_id, "checkpoint_step", step, step=step)
+        self.client.log_metric(self.run_id, f"{TRAIN}checkpoint_step", step, step=step)
         self.client.set_tag(self.run_id, "checkpoint.latest", str(path))
         _log.info("step %d checkpoint %s", step, path)
 
@@ -366,7 +369,7 @@ def log_evaluation(run_id: str, metrics: dict[str, float], protocol: dict[str, A
     if memorization:
         tags.update({f"memorization.{k}": str(v) for k, v in memorization.items()
                      if not isinstance(v, list | dict)})
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step or 0)
+    client.log_batch(run_id, metrics=[Metric(EVAL + k, float(v), now, step or 0)
                                       for k, v in metrics.items()],
                      tags=[RunTag(k, v) for k, v in tags.items()])
     body = {"metrics": metrics, "protocol": protocol, "memorization": memorization}

@@ -28,13 +28,13 @@ def test_two_ranks_train_and_log_to_the_tasks_mlflow_run(project):
     client = get_client()
     run = client.get_run(trained["run_id"])
     assert run.info.status == "FINISHED"
-    assert {"loss_d", "loss_g", "checkpoint_step"} <= set(run.data.metrics)
+    assert {"train/loss_d", "train/loss_g", "train/checkpoint_step"} <= set(run.data.metrics)
     assert run.data.params["train.nproc_per_node"] == "2"
     assert run.data.tags["prefect.flow_run_id"] == "flow-run-1"
     assert run.data.tags["data.dvc_md5"] == "test-data"
     assert run.data.tags["checkpoint.latest"] == trained["checkpoint"]
     # Only rank 0 logs: one value per logged step.
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_d")]
     assert steps == list(range(2, 13, 2))
     assert (project / config.train.run_dir / RESULT_FILE).is_file()
 

@@ -31,7 +31,7 @@ def test_two_trials_nest_under_one_parent_and_the_better_one_is_registered(proje
     assert len(children) == 2
     assert {c.data.params["train.lr_g"] for c in children} == {"0.0001", "0.0003"}
     assert len({c.data.tags["train.run_dir"] for c in children}) == 2
-    scores = {c.info.run_id: c.data.metrics[METRIC] for c in children}
+    scores = {c.info.run_id: c.data.metrics[f"eval/{METRIC}"] for c in children}
     assert all(math.isfinite(v) for v in scores.values()), scores
     best = min(scores, key=scores.get)
 

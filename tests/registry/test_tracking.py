@@ -21,14 +21,14 @@ def test_run_logs_params_metrics_samples_lineage_and_files(registered):
     params = run.data.params
     assert params["model.z_dim"] == "16" and params["train.total_steps"] == "12"
     assert len(params) == len(flatten(registered.config.model_dump(mode="json")))
-    steps = [m.step for m in client.get_metric_history(registered.run_id, "loss_d")]
+    steps = [m.step for m in client.get_metric_history(registered.run_id, "train/loss_d")]
     assert steps == [2, 4, 6, 8, 10, 12]  # train.log_every_steps=2
     for key in ("loss_g", "d_real", "d_fake", "images_per_s", "grad_norm_g", "grad_norm_d"):
-        assert len(client.get_metric_history(registered.run_id, key)) == 6, key
-    assert [m.step for m in client.get_metric_history(registered.run_id, "checkpoint_step")] \
+        assert len(client.get_metric_history(registered.run_id, f"train/{key}")) == 6, key
+    assert [m.step for m in client.get_metric_history(registered.run_id, "train/checkpoint_step")] \
         == [4, 8, 12]
     for key, value in METRICS.items():  # evaluation, with its protocol as tags
-        assert run.data.metrics[key] == value
+        assert run.data.metrics[f"eval/{key}"] == value
     tags = run.data.tags
     assert tags["eval.extractor"] == "domain" and tags["eval.n_samples"] == "64"
     assert tags["prefect.flow_run_id"] == "flow-run-42"
@@ -87,7 +87,7 @@ def test_resumed_training_continues_its_run(store, tiny_overrides):
     run = MlflowClient(store).get_run(first.run_id)
     assert run.data.params["train.total_steps"] == "4"  # params are immutable …
     assert run.data.tags["resume.train.total_steps"] == "8"  # … so the change is a tag
-    steps = [m.step for m in MlflowClient(store).get_metric_history(first.run_id, "loss_d")]
+    steps = [m.step for m in MlflowClient(store).get_metric_history(first.run_id, "train/loss_d")]
     assert steps == [2, 4, 6, 8]
 
 
