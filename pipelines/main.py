@@ -22,7 +22,7 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]registered[/] {outcome['name']} v{outcome['version']} → "
                   f"@{outcome['alias']} ({outcome['reason']})")
     for summary in summarize(outcome.get("metrics", {})):
-        console.print(f"  {summary.describe()}", highlight=False)
+        console.print(f"  {summary.describe()}", highlight=False, soft_wrap=True)
     seconds = outcome.get("seconds", {})
     if seconds:
         stages = {k: v for k, v in seconds.items() if k != "flow"}
@@ -49,15 +49,16 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
 
 
 def this_command() -> str:
-    """How to call ganpkg again from here: `ganpkg` when that is on PATH, else the path the
-    user ran (relative to the working directory when under it)."""
+    """How to call ganpkg again from this shell: the path the user ran, relative to the
+    working directory when under it (`make run` puts .venv/bin on its own PATH only, so a bare
+    `ganpkg` would not run in the user's shell), else `ganpkg` when that is the one on PATH."""
     argv0 = Path(sys.argv[0])
-    found = shutil.which("ganpkg")
-    if argv0.name == "ganpkg" and found and Path(found).resolve() == argv0.resolve():
-        return "ganpkg"
     if argv0.name != "ganpkg":  # python -m pipelines, or a test
         return shlex.quote(sys.executable) + " -m pipelines"
     try:
-        return shlex.quote(str(argv0.resolve().relative_to(Path.cwd())))
+        return shlex.quote(str(argv0.absolute().relative_to(Path.cwd())))
     except ValueError:
+        found = shutil.which("ganpkg")
+        if found and Path(found).resolve() == argv0.resolve():
+            return "ganpkg"
         return shlex.quote(str(argv0))
