@@ -22,7 +22,7 @@ from ganpkg import checkpoint as ckpt
 from ganpkg.callbacks import CallbackList, NullCallback, TrainingCallback
 from ganpkg.config import Config, save_config
 from ganpkg.data.prepared import PreparedDataset, open_prepared, uint8_to_float
-from ganpkg.errors import UserError
+from ganpkg.errors import UserError, is_interrupt
 from ganpkg.files import hash_bytes, hash_file
 from ganpkg.losses import GANLoss, build_loss
 from ganpkg.networks import build_networks
@@ -134,7 +134,7 @@ def data_md5(data: PreparedDataset) -> str:
                       .encode(), "md5")
 
 
-def _check_same_data(state: dict, data: PreparedDataset, path: Path) -> None:
+def _check_same_data(state: dict, data: PreparedDataset, now: str, path: Path) -> None:
     """A resumed run continues on the data it started on, or stops with one line (other data
     of the same shape would train silently; another shape would fail in load_state_dict)."""
     shape = (state["channels"], state["resolution"])
@@ -142,7 +142,7 @@ def _check_same_data(state: dict, data: PreparedDataset, path: Path) -> None:
         raise UserError(f"{path}: checkpoint was trained on {shape[0]}-channel {shape[1]} px "
                         f"images, {data.root} holds {data.channels}-channel {data.resolution} px; "
                         f"prepare the same data again or choose a new train.run_dir")
-    saved, now = state.get("data_md5"), data_md5(data)
+    saved = state.get("data_md5")  # ``now``: data_md5(data), computed once by the Trainer
     if saved is not None and saved != now:
         raise UserError(f"{path}: checkpoint was trained on other data (prepared md5 "
                         f"{saved[:12]}…, {data.root} now {now[:12]}…); resume on the same "
@@ -267,7 +267,7 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, map_location=self.rt.device)
-        _check_same_data(state, self.data, path)
+        _check_same_data(state, self.data, self.data_md5, path)
         _check_resumable(state, self.config, path)
         self.g_plain.load_state_dict(state["g"])
         self.d_plain.load_state_dict(state["d"])
@@ -394,10 +394,7 @@ def train(config: Config, callbacks: list[TrainingCallback] | None = None,
                 pass  # the disk refuses even this; the command line still says why
         raise
     except BaseException as err:
-        # Interrupted, not failed (resumable): Ctrl-C, or a termination signal turned into an
-        # exception that is not an Exception (the command line's KeyboardInterrupt, an
-        # orchestrator's own, e.g. Prefect's TerminationSignal).
-        if not isinstance(err, Exception) and runtime.is_main and trainer is not None:
+        if is_interrupt(err) and runtime.is_main and trainer is not None:
             with contextlib.suppress(OSError):
                 write_status(trainer.run_dir, "KILLED", trainer.step,
                              "interrupted; the next run of the same config resumes it")
