@@ -90,7 +90,7 @@ def git_lineage(repo: str | Path = ".") -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": dirty}
 
 
-def source_tags(repo: str | Path = ".") -> dict[str, str]:
+def source_tags(commit: str) -> dict[str, str]:
     """MLflow's own Source / Created by / commit fields of the run page (the client API, unlike
     mlflow.start_run, fills none of them)."""
     from mlflow.entities import SourceType
@@ -100,7 +100,7 @@ def source_tags(repo: str | Path = ".") -> dict[str, str]:
     return {mlflow_tags.MLFLOW_SOURCE_NAME: command,
             mlflow_tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
             mlflow_tags.MLFLOW_USER: _user(),
-            mlflow_tags.MLFLOW_GIT_COMMIT: git_lineage(repo)["git.commit"]}
+            mlflow_tags.MLFLOW_GIT_COMMIT: commit}
 
 
 def _user() -> str:
@@ -194,7 +194,7 @@ class MlflowTracker(NullCallback):
         except MlflowException:  # deleted, or another store: start afresh
             return None
 
-    def open_run(self, run_dir: Path) -> bool:
+    def open_run(self, run_dir: Path, commit: str | None = None) -> bool:
         """Set ``run_id``: the given one (attach), run_dir's earlier run (resume) or a new one,
         nested under ``parent_run_id`` when given. True when the run existed before."""
         run_dir = Path(run_dir)
@@ -204,7 +204,8 @@ class MlflowTracker(NullCallback):
             self.client.update_run(self.run_id, status="RUNNING")
             return True
         exp = ensure_experiment(self.client, experiment_name(self.config))
-        tags = source_tags(self.repo)
+        # The commit on_start already read (git runs once), else read here.
+        tags = source_tags(commit or git_lineage(self.repo)["git.commit"])
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
         self.run_id = self.client.create_run(exp, run_name=self.run_name, tags=tags).info.run_id
@@ -218,7 +219,7 @@ class MlflowTracker(NullCallback):
         tags = lineage_tags(self.config, self.repo, self.flow_run_id, self.data_lineage,
                             _device_of(self.config))
         tags["train.run_dir"] = str(run_dir)
-        resumed = self.open_run(run_dir)
+        resumed = self.open_run(run_dir, tags["git.commit"])
         if not resumed:
             self._log_dataset(tags.get("data.dvc_md5"))
         self._start_log_file(run_dir)
