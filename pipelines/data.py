@@ -49,10 +49,14 @@ def run_dvc(args: list[str], repo: str | Path = ".", check: bool = True) -> subp
     proc = subprocess.run([_dvc_exe(), *args], cwd=repo, env=_env(), text=True, check=False,
                           capture_output=True)
     if check and proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}): "
-                           + " | ".join(tail))
+        raise _dvc_failed(args, proc.returncode, proc.stderr or proc.stdout)
     return proc
+
+
+def _dvc_failed(args: list[str], code: int, output: str) -> RuntimeError:
+    """DVC's failure with the last lines of what it said."""
+    tail = [line.strip() for line in output.splitlines() if line.strip()][-5:]
+    return RuntimeError(f"dvc {' '.join(args)} failed (exit {code}): " + " | ".join(tail))
 
 
 def dir_md5(path: str | Path) -> str:
@@ -211,9 +215,7 @@ def repro(repo: str | Path = ".", *stages: str) -> str:
         if line.strip():
             _log.info("dvc: %s", line.rstrip())
     if proc.wait() != 0:
-        tail = [x.strip() for x in lines if x.strip()][-5:]
-        raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}): "
-                           + " | ".join(tail))
+        raise _dvc_failed(args, proc.returncode, "".join(lines))
     return "".join(lines)
 
 
