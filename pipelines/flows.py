@@ -23,6 +23,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from ganpkg.config import Config, load_config
+from ganpkg.errors import is_interrupt
 from pipelines import data as data_glue
 from pipelines.faults import FaultOnce, injected_fault_step
 from pipelines.flow_logs import send_ganpkg_logs_to_prefect
@@ -79,7 +80,7 @@ def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any]
             return launch(config, tracker, flow_run_id, lineage, fault_at_step)
         except BaseException as err:
             # interrupted: the group is stopped; close the run it had started
-            if not isinstance(err, Exception) and tracker.run_id is not None:
+            if is_interrupt(err) and tracker.run_id is not None:
                 close_run(tracker, "KILLED", Path(config.train.run_dir))
             raise
     callbacks = [tracker]
@@ -88,9 +89,8 @@ def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any]
     try:
         result = train(config, callbacks)
     except BaseException as err:
-        # Ctrl-C or SIGTERM (KeyboardInterrupt, Prefect's TerminationSignal): resumable
-        killed = not isinstance(err, Exception)
-        close_run(tracker, "KILLED" if killed else "FAILED", Path(config.train.run_dir))
+        close_run(tracker, "KILLED" if is_interrupt(err) else "FAILED",
+                  Path(config.train.run_dir))
         raise
     return {"run_id": tracker.run_id, "checkpoint": str(result.checkpoint), "step": result.step}
 
