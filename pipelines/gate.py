@@ -44,10 +44,11 @@ def memorization_key(primary_metric: str) -> str:
 
 
 def protocol_differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
-    """Protocol fields (``eval.*`` tags) that differ between two versions' measurements."""
+    """Protocol fields that differ between two versions' measurements (``eval.protocol``, or an
+    older version's ``eval.*`` tags)."""
     mine, theirs = EvalProtocol.from_tags(a), EvalProtocol.from_tags(b)
     if mine is None or theirs is None:
-        return ["eval.* (protocol missing)"]
+        return ["eval.protocol (missing)"]
     return [f"eval.{field}" for field in mine.differences(theirs)]
 
 
@@ -65,8 +66,9 @@ def decide(candidate: dict[str, str], champion: dict[str, str] | None,
     value = _as_float(candidate.get(f"metric.{metric}"))
     if value is None:
         return GateDecision(CHALLENGER, f"no finite {metric} measured")
-    if not candidate.get("eval.extractor") or not candidate.get("eval.reference_md5"):
-        return GateDecision(CHALLENGER, "no evaluation protocol tags (eval.*) on this version")
+    protocol = EvalProtocol.from_tags(candidate)
+    if protocol is None or not protocol.reference_md5:
+        return GateDecision(CHALLENGER, "no evaluation protocol (eval.protocol) on this version")
     mem_key = memorization_key(metric)
     memorized = _as_float(candidate.get(f"metric.{mem_key}"))
     if memorized is None:

@@ -26,14 +26,17 @@ from typing import Any
 
 from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import protocol_tags
+from ganpkg.evaluation.protocol import packed_tag
 from ganpkg.files import write_atomic
 from ganpkg.metrics import summarize
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
 from pipelines.tracking import EVAL, get_client, sqlite_artifact_root
 
-# Run tags copied onto each version: where it came from, without opening the run.
+# Run tags copied onto each version: what users filter versions on (and the retrain policy
+# reads). The registry page lists every version tag in each row, so the full lineage stays on
+# the run and in the model card (LINEAGE_PREFIXES).
+VERSION_LINEAGE = ("git.commit", "data.dvc_md5", "ganpkg.result_hash")
 LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
 GRID_SEED = 0
 
@@ -125,11 +128,14 @@ def registry_lock(client, timeout_s: float = 600.0) -> Iterator[None]:
 
 def _gate_tags(decision: GateDecision, cfg: RegistryConfig, round_: str) -> dict[str, str]:
     return {"gate.decision": decision.alias, "gate.round": round_, "gate.reason": decision.reason,
-            "gate.compared_with": decision.compared_with or "none",
-            "gate.primary_metric": cfg.primary_metric, "gate.margin": repr(cfg.margin),
-            "gate.confidence": repr(cfg.confidence),
-            "gate.first_champion_fraction": repr(cfg.first_champion_fraction),
+            "gate.compared_with": decision.compared_with or "none", "gate.rule": gate_rule(cfg),
             "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def gate_rule(cfg: RegistryConfig) -> str:
+    """The registry keys the gate judged with, in one line (one tag instead of four)."""
+    return (f"{cfg.primary_metric} margin={cfg.margin:g} confidence={cfg.confidence:g} "
+            f"first_champion_fraction={cfg.first_champion_fraction}")
 
 
 def apply_gate(client, name: str, version: str, cfg: RegistryConfig) -> GateDecision:
@@ -280,9 +286,9 @@ def log_generator(client, run_id: str, generator, z_dim: int, channels: int, res
 
 def _version_tags(run_tags: dict[str, str], metrics: dict[str, float],
                   protocol: dict[str, Any], step: int) -> dict[str, str]:
-    tags = {k: v for k, v in run_tags.items() if k.startswith(LINEAGE_PREFIXES)}
+    tags = {k: run_tags[k] for k in VERSION_LINEAGE if k in run_tags}
     tags.update({f"metric.{k}": repr(float(v)) for k, v in metrics.items()})
-    tags.update(protocol_tags(protocol))
+    tags.update(packed_tag(protocol))
     tags["checkpoint.step"] = str(step)
     return tags
 
@@ -312,6 +318,8 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
         with using_tracking_uri(client.tracking_uri):
             version = str(client.create_model_version(
                 name, model.model_uri, run_id=run_id, tags=tags, model_id=model.model_id).version)
+        link_logged_model(client, model.model_id, name, version, run_id, metrics, protocol,
+                          info["step"])
     done = client.get_model_version(name, version).tags
     if "gate.decision" in done:  # a retry after the gate had run: its decision stands
         decision = GateDecision(done["gate.decision"], done.get("gate.reason", ""),
@@ -322,13 +330,36 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     with tempfile.TemporaryDirectory() as tmp:
         save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
                          Path(tmp) / "samples.png")
-        tags = client.get_model_version(name, version).tags
+        tags = {**client.get_run(run_id).data.tags, **client.get_model_version(name, version).tags}
         spread = seed_spread(client, run_id, config.registry.primary_metric, metrics)
         card = model_card(name, version, tags, metrics, protocol, decision, run_id, spread)
         (Path(tmp) / "model_card.md").write_text(card)
         client.log_artifacts(run_id, tmp, "model_card")
     client.update_model_version(name, version, description=card)
     return Registration(name, str(version), f"models:/{name}/{version}", decision)
+
+
+def link_logged_model(client, model_id: str, name: str, version: str, run_id: str,
+                      metrics: dict[str, float], protocol: dict[str, Any], step: int) -> None:
+    """Make MLflow 3's logged-model page show its version and its evaluation: the
+    ``mlflow.modelVersions`` tag (an MLflow server sets it itself; the embedded store and the
+    client API do not) and the evaluation metrics logged again with ``model_id`` (the page
+    reads only those), on the reference data they measured."""
+    from mlflow.entities import Metric
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+    entry = {"name": name, "version": str(version)}
+    if entry not in linked:
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(
+            [*linked, entry])})
+    dataset = {}
+    if protocol.get("reference_md5"):
+        dataset = {"dataset_name": f"reference-{protocol.get('reference_split', 'test')}",
+                   "dataset_digest": str(protocol["reference_md5"])}
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(EVAL + k, float(v), now, step, model_id=model_id,
+                                             **dataset) for k, v in metrics.items()])
 
 
 def registered_version(client, name: str, run_id: str, step: int) -> str | None:

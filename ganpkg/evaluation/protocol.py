@@ -2,17 +2,21 @@
 
 A FID is only comparable with another FID measured by the same extractor (and weights), on
 the same reference data, with the same number of samples. Every result therefore carries an
-``EvalProtocol``; the gate asks ``differences`` before it compares two numbers. Runs and model
-versions store it as string tags ``eval.<field>`` (``to_tags`` / ``from_tags``).
+``EvalProtocol``; the gate asks ``differences`` before it compares two numbers. Runs store it as
+string tags ``eval.<field>`` (``to_tags``); model versions as one JSON tag ``eval.protocol``
+(``packed_tag``: a version's tag list is what the registry page shows per row). ``from_tags``
+reads either.
 """
 
 from __future__ import annotations
 
+import json
 import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 TAG_PREFIX = "eval."
+PACKED_TAG = "eval.protocol"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class EvalProtocol:
     def from_tags(cls, tags: dict[str, str]) -> EvalProtocol | None:
         """The protocol recorded in ``eval.*`` tags; None when there is none. Fields an older
         version did not record come back as None (and so differ from a recorded value)."""
+        if tags.get(PACKED_TAG):
+            try:
+                tags = {**protocol_tags(json.loads(tags[PACKED_TAG])), **tags}
+            except (ValueError, TypeError, AttributeError):
+                return None  # not a protocol we wrote: no comparison can rest on it
         if not tags.get(f"{TAG_PREFIX}extractor"):
             return None
         hints = typing.get_type_hints(cls)
@@ -83,6 +92,11 @@ def _parse(text: str | None, hint: Any) -> Any:
 
 
 def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
-    """A protocol (``EvalProtocol.as_dict()``) as string tags ``eval.<field>``, for runs and model
-    versions alike (MLflow tags are strings)."""
+    """A protocol (``EvalProtocol.as_dict()``) as string tags ``eval.<field>`` (MLflow tags are
+    strings)."""
     return {f"{TAG_PREFIX}{k}": "" if v is None else str(v) for k, v in protocol.items()}
+
+
+def packed_tag(protocol: dict[str, Any]) -> dict[str, str]:
+    """A protocol as the one tag ``eval.protocol`` (compact JSON) that model versions carry."""
+    return {PACKED_TAG: json.dumps(protocol, separators=(",", ":"), sort_keys=True)}

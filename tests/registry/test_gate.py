@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ganpkg.config import RegistryConfig
 from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import protocol_tags
+from ganpkg.evaluation.protocol import PACKED_TAG, packed_tag, protocol_tags
 from pipelines import registry
 from pipelines.gate import progress
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, apply_gate, decide
@@ -54,6 +54,17 @@ def test_decide_refuses_what_is_not_comparable_or_memorized():
     assert "memorization check missing" in decide(tags(1.0, memorized=None), None, None,
                                                   CFG).reason
     assert decide({"metric.fid_domain": "1.0"}, None, None, CFG).alias == CHALLENGER
+
+
+def test_a_version_packed_protocol_compares_with_an_older_versions_per_field_tags():
+    metrics = {k: v for k, v in tags(9.0).items() if k.startswith("metric.")}
+    packed = {**metrics, **packed_tag(PROTOCOL)}  # what register_run writes now
+    assert decide(packed, tags(10.0), "1", CFG).alias == CHAMPION
+    assert decide(tags(9.0), {**packed, "metric.fid_domain": "10.0"}, "1", CFG).alias == CHAMPION
+    other = {**metrics, **packed_tag({**PROTOCOL, "reference_md5": "other"})}
+    assert "eval.reference_md5" in decide(other, tags(10.0), "1", CFG).reason
+    garbled = {**metrics, PACKED_TAG: "{not json"}
+    assert "no evaluation protocol" in decide(garbled, None, None, CFG).reason
 
 
 def test_first_version_needs_the_absolute_threshold_and_direction_follows_the_metric():

@@ -1,5 +1,6 @@
 """Using the registry: sample by alias in a fresh process, trace lineage, reproduce, compare."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,9 +10,11 @@ import torch
 import yaml
 from mlflow import MlflowClient
 from PIL import Image
+from registry_helpers import METRICS, PROTOCOL
 
 from ganpkg.checkpoint import load_generator
 from ganpkg.config import load_config
+from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.training import train
 from pipelines.leaderboard import format_table, leaderboard, write_csv
 from pipelines.lineage import download_config, format_lineage, lineage
@@ -28,12 +31,22 @@ def test_version_is_pt2_with_signature_card_and_lineage_tags(registered):
     client = MlflowClient(registered.uri)
     mv = client.get_model_version_by_alias("ganpkg-generator", "champion")
     assert str(mv.version) == registered.version and "champion" in mv.aliases
-    for key in ("git.commit", "git.dirty", "data.dvc_md5", "data.prepared_md5",
-                "ganpkg.params_hash", "ganpkg.seed", "prefect.flow_run_id", "torch.version",
-                "device", "eval.extractor", "eval.extractor_weights_sha256", "eval.n_samples",
-                "eval.reference_split", "metric.fid_domain", "gate.decision", "gate.reason"):
+    # Version tags: what users filter on (and the gate and the retrain policy read), no more.
+    assert {k for k in mv.tags if not k.startswith(("metric.", "gate."))} == {
+        "git.commit", "data.dvc_md5", "ganpkg.result_hash", "eval.protocol", "checkpoint.step"}
+    for key in ("metric.fid_domain", "gate.decision", "gate.reason", "gate.rule"):
         assert mv.tags.get(key), key
-    assert "| fid_domain | 10 |" in mv.description  # the model card
+    assert EvalProtocol.from_tags(mv.tags) == EvalProtocol(**PROTOCOL)
+    assert "| fid_domain | 10 |" in mv.description  # the model card, with the full lineage
+    for key in ("torch.version", "prefect.flow_run_id", "data.prepared_md5", "ganpkg.seed"):
+        assert f"| {key} |" in mv.description, key
+    # MLflow 3's logged-model page: linked to this version, with the evaluation's metrics.
+    model = client.get_logged_model(mv.model_id or mv.source.removeprefix("models:/"))
+    assert {"name": "ganpkg-generator", "version": str(mv.version)} in json.loads(
+        model.tags["mlflow.modelVersions"])
+    shown = {m.key: m for m in model.metrics}
+    assert shown["eval/fid_domain"].value == METRICS["fid_domain"]
+    assert shown["eval/fid_domain"].dataset_digest == PROTOCOL["reference_md5"]
     local = client.download_artifacts(registered.run_id, "model_card", str(registered.root))
     card = Path(local, "model_card.md").read_text()
     assert f"![samples](/get-artifact?path=model_card%2Fsamples.png&run_uuid={registered.run_id})" \
