@@ -177,12 +177,12 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
         evaluated = evaluate_model(config, trained)
     with clock("register"):
         registered = register_model(config, trained, evaluated)
-    publish_report(config, trained, evaluated, registered, clock)
+    mlflow_url = publish_report(config, trained, evaluated, registered, clock)
     from pipelines.registry import write_champion_metrics
 
     write_champion_metrics(config.registry.model_name)  # `dvc metrics show`: the champion's
     return {"status": "trained", "reason": reason, **registered,
-            "run_id": trained["run_id"], "metrics": evaluated["metrics"],
+            "run_id": trained["run_id"], "mlflow_url": mlflow_url, "metrics": evaluated["metrics"],
             "seconds": {**clock.seconds, "flow": clock.total()}}
 
 
@@ -229,8 +229,9 @@ def check_ready(config: Config) -> None:
 
 
 def publish_report(config: Config, trained: dict, evaluated: dict, registered: dict,
-                   clock: StageClock) -> None:
-    """Prefect artifacts: a markdown report and a metrics table; the run carries the links."""
+                   clock: StageClock) -> str:
+    """Prefect artifacts: a markdown report and a metrics table; the run carries the links.
+    Returns the MLflow run's URL."""
     from pipelines.tracking import get_client
 
     client = get_client()
@@ -266,6 +267,7 @@ def publish_report(config: Config, trained: dict, evaluated: dict, registered: d
     if get_current_settings().api.url and flow_run.get_flow_run_ui_url():
         client.set_tag(trained["run_id"], "prefect.flow_run_url",
                        str(flow_run.get_flow_run_ui_url()))
+    return url
 
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> tuple[str, bool]:

@@ -36,12 +36,14 @@ def print_outcome(outcome: dict[str, Any], console: Console) -> None:
                       f"version), Prefect and the rest {own:.0f}s "
                       f"({100 * own / seconds['flow']:.1f}%)", highlight=False)
     server = os.environ.get("MLFLOW_TRACKING_URI", "")
+    # The MLflow run, not Prefect's flow run: `ganpkg run`'s temporary Prefect server has no
+    # UI and stops at exit (Prefect's own "View at" line is switched off for it).
+    url = outcome.get("mlflow_url") or server or "http://127.0.0.1:5000"
     if server.startswith(("http://", "https://")):  # `make ui` would show the local store
-        console.print(f"look at it:   {server}   (MLflow UI of the tracking server)",
-                      highlight=False, soft_wrap=True)
+        console.print(f"look at it:   {url}", highlight=False, markup=False, soft_wrap=True)
     else:
-        console.print("look at it:   make ui   (MLflow UI on http://127.0.0.1:5000)",
-                      highlight=False, soft_wrap=True)
+        console.print(f"look at it:   make ui, then open {url}", highlight=False, markup=False,
+                      soft_wrap=True)
     # soft_wrap: a log at 80 columns keeps the command on one line, copy-pasteable.
     console.print(f"sample it:    {this_command()} sample --model "
                   f"models:/{outcome['name']}@champion --n 64 --out grid.png",

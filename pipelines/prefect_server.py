@@ -48,6 +48,11 @@ class TemporaryServer:
                 return  # the user's server
             from prefect.server.api.server import SubprocessASGIServer
 
+            # Its UI is off and it stops at exit: Prefect's "View at http://127.0.0.1:…" line
+            # would be a dead link (an empty UI URL makes Prefect print none). The command
+            # prints the MLflow run's address instead.
+            os.environ.setdefault("PREFECT_UI_URL", "")
+
             server = SubprocessASGIServer()  # the instance Prefect's clients will use
             server.start()
             self.url = server.api_url
