@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""A real stack on loopback: PostgreSQL, MLflow (basic-auth, proxied artifacts), Prefect server.
+"""A real stack on loopback: PostgreSQL, MLflow (basic-auth, proxied artifacts), Prefect server
+(basic-auth).
 
     python infra/local_stack.py up   [--dir .stack]   # start all three, write and print <dir>/env
     python infra/local_stack.py env  [--dir .stack]   # print <dir>/env again
     python infra/local_stack.py down [--dir .stack]   # stop what `up` started, by PID
                                     [--purge]         # ... and delete its databases
 
-Then ``source .stack/env`` (MLFLOW_TRACKING_URI/USERNAME/PASSWORD, PREFECT_API_URL) and
+Then ``source .stack/env`` (MLFLOW_TRACKING_URI/USERNAME/PASSWORD, PREFECT_API_URL and
+PREFECT_API_AUTH_STRING) and
 ``ganpkg run`` talks to the servers with no code change. Everything listens on 127.0.0.1 only;
 passwords are generated per stack (kept in <dir>/stack.json, mode 0600), never in the repo.
 A second ``up`` on the same --dir reuses its databases. PostgreSQL refuses to run as root: as
@@ -117,14 +119,17 @@ def start_mlflow(stack: Path, state: dict) -> subprocess.Popen:
 
 
 def start_prefect(stack: Path, state: dict) -> subprocess.Popen:
+    # Basic auth on the whole API but /api/health (Prefect's own exemption, for probes).
+    state.setdefault("prefect_auth", f"ganpkg:{secrets.token_urlsafe(24)}")
     state["prefect_port"] = port = free_port(state.get("prefect_port"))
     home = stack / "prefect-home"
     home.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home),
                PREFECT_API_DATABASE_CONNECTION_URL=db_url(state, "prefect", "postgresql+asyncpg"),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false")
-    say(f"prefect: starting on 127.0.0.1:{port} (database: postgres `prefect`)")
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
+               PREFECT_SERVER_API_AUTH_STRING=state["prefect_auth"])  # not in argv
+    say(f"prefect: starting on 127.0.0.1:{port} (basic-auth; database: postgres `prefect`)")
     return spawn("prefect", [executable("prefect"), "server", "start", "--host", "127.0.0.1",
                              "--port", str(port), "--no-ui"], stack, env=env, cwd=stack)
 
@@ -155,7 +160,8 @@ def up(stack: str | Path = ".stack", timeout: float = 180) -> dict[str, str]:
         down(stack, quiet=True)
         raise
     env = {"MLFLOW_TRACKING_URI": urls["mlflow"], "MLFLOW_TRACKING_USERNAME": "admin",
-           "MLFLOW_TRACKING_PASSWORD": state["admin_password"], "PREFECT_API_URL": urls["prefect"]}
+           "MLFLOW_TRACKING_PASSWORD": state["admin_password"], "PREFECT_API_URL": urls["prefect"],
+           "PREFECT_API_AUTH_STRING": state["prefect_auth"]}
     write_private(stack / "env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     say(f"up in {time.monotonic() - started:.1f} s; `source {stack / 'env'}` to use it:")
     return env

@@ -10,6 +10,7 @@ Its file is a weights-only ``torch.save`` (no pickle) with the metadata needed t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,13 +163,17 @@ def _accuracy(net: nn.Module, dataset: PreparedDataset, indices: np.ndarray, tar
 
 
 def _fit(dataset: PreparedDataset, dom, n_classes: int, targets: np.ndarray,
-         train_idx: np.ndarray, dev: torch.device) -> DomainNet:
-    """Adam + one-cycle on the given images, in a fixed order drawn from eval.domain.seed."""
+         train_idx: np.ndarray, dev: torch.device,
+         progress: Callable[[int, int], None] | None = None) -> DomainNet:
+    """Adam + one-cycle on the given images, in a fixed order drawn from eval.domain.seed;
+    ``progress(batches done, batches in all)`` about every tenth of the way."""
     net = DomainNet(dataset.channels, n_classes, dom.width, dom.feature_dim).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=dom.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=dom.lr, total_steps=dom.epochs * -(-len(train_idx) // dom.batch_size))
     rng = np.random.RandomState(dom.seed)
+    total = sched.total_steps
+    every, done = max(1, total // 10), 0
     for _ in range(dom.epochs):
         net.train()
         order = rng.permutation(train_idx)
@@ -183,11 +188,15 @@ def _fit(dataset: PreparedDataset, dom, n_classes: int, targets: np.ndarray,
             loss.backward()
             opt.step()
             sched.step()
+            done += 1
+            if progress is not None and (done % every == 0 or done == total):
+                progress(done, total)
     return net
 
 
 def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str | Path | None = None,
-                           device: str = "auto") -> dict:
+                           device: str = "auto",
+                           progress: Callable[[int, int], None] | None = None) -> dict:
     """Train the domain classifier on the `train` split, test it on `holdout`, save it.
 
     Bit-reproducible on CPU: the same data and eval.domain params give the same file bytes on
@@ -205,7 +214,7 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
     splits = split_indices(len(dataset), cfg.holdout_fraction)
     dev = resolve_device(device, "the domain extractor's device")
     with reproducible(dom.seed):
-        net = _fit(dataset, dom, len(classes), targets, splits["train"], dev)
+        net = _fit(dataset, dom, len(classes), targets, splits["train"], dev, progress)
         accuracy = _accuracy(net, dataset, splits["holdout"], targets, dev, 4 * dom.batch_size)
     meta = {
         "format": DOMAIN_FORMAT, "channels": dataset.channels, "resolution": dataset.resolution,

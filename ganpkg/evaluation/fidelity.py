@@ -14,6 +14,10 @@ name made of content hashes (see ``reference_stats``).
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +46,17 @@ if TYPE_CHECKING:
     from ganpkg.config import Config, EvalConfig
 
 FLOOR_SEED = SPLIT_SEED + 2  # which held-out images the floor uses: fixed, like the split
+_log = logging.getLogger("ganpkg.evaluation")
+
+
+@contextmanager
+def _phase(what: str) -> Iterator[None]:
+    """A line as each phase of an evaluation starts, and its seconds when it ends: on a CPU
+    the whole takes a minute or more, and a silent minute reads as a hang."""
+    _log.info("eval: %s", what)
+    start = time.monotonic()
+    yield
+    _log.info("eval: %s done in %.1fs", what.split(" (")[0], time.monotonic() - start)
 
 
 class GeneratorSampler(nn.Module):
@@ -160,7 +175,8 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
     wanted = sorted(set(layers.values()))
     extractor = create_feature_extractor(
         spec.fidelity_name, wanted, cuda=cuda, feature_extractor_weights_path=spec.weights_path)
-    reference = reference_features(dataset, cfg, spec, layers=wanted, extractor=extractor)
+    with _phase(f"reference features ({cfg.reference_split} split; cached after the first)"):
+        reference = reference_features(dataset, cfg, spec, layers=wanted, extractor=extractor)
     n_ref = len(next(iter(reference.values())))
     reference_stats = (fid_featuresdict_to_statistics(reference, layers["fid"])
                        if "fid" in layers else None)
@@ -180,32 +196,38 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
         except ValueError as err:  # torch-fidelity's vassert: something the user controls
             raise UserError(f"torch-fidelity: {err}") from None
 
-    features = _features(samples, n, z_dim, extractor, cfg, cuda)
-    raw = measure(features, n)
+    with _phase(f"features of {n} {'generated' if z_dim else 'given'} images and their "
+                f"metrics ({spec.extractor})"):
+        features = _features(samples, n, z_dim, extractor, cfg, cuda)
+        raw = measure(features, n)
     short = FEATURE_EXTRACTORS.get(spec.extractor).short
     named = name_fidelity_results(raw, short)
     if cfg.bootstrap_resamples > 1:
         # KID on fewer subsets per resample: its spread, not its value, is what is wanted here.
         subsets = max(2, cfg.kid_subsets // 10)
-        se = bootstrap_se(features, lambda f: measure(f, n, prc=False, kid_subsets=subsets),
-                          cfg.bootstrap_resamples, cfg.seed + 1)
+        with _phase(f"standard errors ({cfg.bootstrap_resamples} bootstrap resamples)"):
+            se = bootstrap_se(features, lambda f: measure(f, n, prc=False, kid_subsets=subsets),
+                              cfg.bootstrap_resamples, cfg.seed + 1)
         for key, value in gateable(name_fidelity_results(se, short)).items():
             low, high = interval(named[key], value, cfg.confidence)
             named.update({qualified(key, "se"): value, qualified(key, "ci_low"): low,
                           qualified(key, "ci_high"): high})
     floor_n = None
     if cfg.floor:
-        real = reference_features(dataset, cfg, spec, split=floor_split(cfg), layers=wanted,
-                                  extractor=extractor)
-        count = len(next(iter(real.values())))
-        pick = torch.from_numpy(np.sort(np.random.RandomState(FLOOR_SEED).permutation(count)[:n]))
-        floor_n = len(pick)
-        if floor_n > 1:
-            floor = measure({k: v[pick] for k, v in real.items()}, floor_n)
-            named.update(_qualified(name_fidelity_results(floor, short), "floor"))
+        with _phase(f"floor (held-out real images, {floor_split(cfg)} split)"):
+            real = reference_features(dataset, cfg, spec, split=floor_split(cfg),
+                                      layers=wanted, extractor=extractor)
+            count = len(next(iter(real.values())))
+            pick = torch.from_numpy(np.sort(
+                np.random.RandomState(FLOOR_SEED).permutation(count)[:n]))
+            floor_n = len(pick)
+            if floor_n > 1:
+                floor = measure({k: v[pick] for k, v in real.items()}, floor_n)
+                named.update(_qualified(name_fidelity_results(floor, short), "floor"))
     if baseline is not None:
-        base = measure(_features(baseline, n, z_dim, extractor, cfg, cuda), n)
-        named.update(_qualified(name_fidelity_results(base, short), "baseline"))
+        with _phase(f"baseline (the generator at initialization, {n} images)"):
+            base = measure(_features(baseline, n, z_dim, extractor, cfg, cuda), n)
+            named.update(_qualified(name_fidelity_results(base, short), "baseline"))
     protocol = EvalProtocol(
         extractor=spec.extractor, extractor_weights_sha256=spec.weights_sha256, n_samples=n,
         seed=cfg.seed, reference_split=cfg.reference_split, reference_n=n_ref,
@@ -246,8 +268,10 @@ def evaluate_generator(generator: nn.Module, z_dim: int, dataset: PreparedDatase
     result = calculate(generator, dataset, cfg, spec, z_dim=z_dim,
                        baseline=baseline.eval() if baseline is not None else None)
     if cfg.memorization:
-        report = memorization_check(GeneratorSampler(generator), z_dim, dataset, cfg, spec,
-                                    out_dir=out_dir)
+        with _phase(f"memorization check ({cfg.memorization_n_samples} samples against the "
+                    f"training images)"):
+            report = memorization_check(GeneratorSampler(generator), z_dim, dataset, cfg, spec,
+                                        out_dir=out_dir)
         result.memorization = report
         short = FEATURE_EXTRACTORS.get(spec.extractor).short
         result.metrics[metric_name("memorized_fraction", short)] = report.memorized_fraction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -72,8 +73,16 @@ def train_extractor(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None
 
     cfg = resolve_config(config, set_)
     dataset = open_prepared(cfg.data.prepared_dir)
+    start = time.monotonic()
+
+    def progress(done: int, total: int) -> None:  # DVC streams these lines into `ganpkg run`
+        say(f"domain extractor: batch {done}/{total} ({100 * done // total}%, "
+            f"{time.monotonic() - start:.0f}s)")
+
+    say(f"domain extractor: training {cfg.eval.domain.epochs} epochs on "
+        f"{cfg.data.prepared_dir}")
     # Not eval.device: the stage's params would then rerun it when only evaluation moves.
-    info = train_domain_extractor(dataset, cfg.eval)
+    info = train_domain_extractor(dataset, cfg.eval, progress=progress)
     say(f"domain extractor: test accuracy {info['test_accuracy']:.4f} on {info['n_test']} "
         f"held-out images → {info['weights']} (sha256 {info['sha256'][:12]}…)")
 

@@ -84,4 +84,8 @@ def test_train_extractor_writes_weights_and_accuracy(tiny, tmp_path, monkeypatch
                    "--set", f"eval.domain.weights={weights}", "--set", f"eval.domain.report={report}")
     assert code == 0
     assert weights.is_file() and json.loads(report.read_text())["test_accuracy"] > 0.5
-    assert "test accuracy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "test accuracy" in err
+    # Progress while it trains (DVC streams these into `ganpkg run`), ending at 100%.
+    progress = [line for line in err.splitlines() if "domain extractor: batch" in line]
+    assert len(progress) >= 2 and "(100%" in progress[-1], err

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from eval_helpers import LinearGenerator
 
@@ -13,11 +15,18 @@ from ganpkg.evaluation.uncertainty import interval
 GATEABLE = ("fid_domain", "kid_domain", "is_domain")
 
 
-def test_metrics_carry_their_interval_the_floor_and_the_baseline(tiny):
+def test_metrics_carry_their_interval_the_floor_and_the_baseline(tiny, caplog):
     cfg = tiny.cfg.model_copy(update={"memorization": False, "bootstrap_resamples": 30})
     spec = resolve_extractor(cfg)
-    result = calculate(LinearGenerator(seed=1), tiny.dataset, cfg, spec, z_dim=16,
-                       baseline=LinearGenerator(seed=2))
+    with caplog.at_level(logging.INFO, "ganpkg.evaluation"):
+        result = calculate(LinearGenerator(seed=1), tiny.dataset, cfg, spec, z_dim=16,
+                           baseline=LinearGenerator(seed=2))
+    # A line as each phase starts, and its time when it ends (a minute of silence otherwise).
+    lines = [r.getMessage() for r in caplog.records if r.name == "ganpkg.evaluation"]
+    phases = ["eval: reference features", "eval: features of 300 generated images and their "
+              "metrics", "eval: standard errors", "eval: floor", "eval: baseline"]
+    assert [x.split(" (")[0] for x in lines[::2]] == phases, lines
+    assert [x.split(" done in ")[0] for x in lines[1::2]] == phases, lines
     m = result.metrics
     for name in GATEABLE:
         assert m[f"{name}_se"] > 0, name

@@ -1,35 +1,103 @@
-"""The MLflow UI over the store shows the run (loss curves) and the version (alias, model card).
+"""What a reviewer sees in the MLflow UI, in headless Chromium: the version page (alias, model
+card, its image), the logged model (linked to its version, with the evaluation's metrics), the
+run page (Source, Created by, the dataset) and the sample grid at the slider's first position.
 
-Headless Chromium against `mlflow server` on 127.0.0.1 and a free port (started by the
-session fixture ``ui_server``); skipped only where Chromium is absent (apt: chromium).
-Screenshots are left in the test's tmp folder.
+Chromium runs against `mlflow server` on 127.0.0.1 and a free port (the session fixture
+``ui_server``); the tests skip only where Chromium is absent (apt: chromium). Screenshots are
+kept in $GANPKG_TEST_ARTIFACTS/ui (default .test-artifacts/ui in the project folder).
 """
 
+import html
+import os
+import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from ui_helpers import CHROMIUM, chromium, wait_healthy
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+SHOTS = Path(os.environ.get("GANPKG_TEST_ARTIFACTS",
+                            Path(__file__).parents[2] / ".test-artifacts")) / "ui"
+MODEL = "ganpkg-generator"
 
 
-def test_ui_shows_run_curves_and_registered_version(ui_server, registered, tmp_path):
+@pytest.fixture(scope="module")
+def ui(ui_server, registered):
     base, server, log = ui_server
     assert wait_healthy(server, base), log.read_text()[-2000:]
+    SHOTS.mkdir(parents=True, exist_ok=True)
     run = MlflowClient(registered.uri).get_run(registered.run_id)
-    version_url = f"{base}/#/models/ganpkg-generator/versions/{registered.version}"
-    dom = chromium("--virtual-time-budget=10000", "--dump-dom", version_url)
-    for text in ("champion", f"ganpkg-generator v{registered.version}", "fid_domain",
-                 "flow-run-42", run.info.run_name):
+    return base, run
+
+
+def page(url: str, shot: str, height: int = 1400) -> str:
+    """The rendered DOM of ``url`` (charts drawn too), and its screenshot kept as ``shot``.
+    Charts below the window are not drawn: ``height`` makes it tall enough for them."""
+    flags = ("--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
+             f"--window-size=1400,{height}")
+    chromium(*flags, f"--screenshot={SHOTS / shot}", url)
+    return chromium(*flags, "--dump-dom", url)
+
+
+def text_of(dom: str) -> str:
+    dom = re.sub(r"<(style|script)\b.*?</\1>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
+
+
+def served(base: str, src: str) -> bytes:
+    with urllib.request.urlopen(f"{base}/{html.unescape(src).lstrip('/')}", timeout=30) as reply:
+        assert reply.status == 200
+        return reply.read()
+
+
+def test_version_page_shows_alias_card_and_its_image(ui, registered):
+    base, run = ui
+    dom = page(f"{base}/#/models/{MODEL}/versions/{registered.version}", "version.png")
+    for text in ("champion", f"{MODEL} v{registered.version}", "fid_domain", "flow-run-42",
+                 run.info.run_name):
         assert text in dom, text
     # The card's sample grid: an image the version page links to and the server serves.
     src = f"/get-artifact?path=model_card%2Fsamples.png&amp;run_uuid={registered.run_id}"
     assert src in dom, "no sample grid image in the version page"
-    with urllib.request.urlopen(base + src.replace("&amp;", "&"), timeout=30) as reply:
-        assert reply.status == 200 and reply.read(8) == b"\x89PNG\r\n\x1a\n"
-    shot = tmp_path / "metrics.png"  # loss curves: the run's model-metrics tab
-    chromium("--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
-             f"--screenshot={shot}", f"{base}/#/experiments/{run.info.experiment_id}/runs/"
-                                     f"{registered.run_id}/model-metrics")
-    assert shot.stat().st_size > 50_000  # a rendered page of charts, not a blank one
+    assert served(base, src)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (SHOTS / "version.png").stat().st_size > 50_000  # a rendered page, not a blank one
+
+
+def test_logged_model_links_its_version_and_shows_the_evaluation(ui, registered):
+    base, run = ui
+    mv = MlflowClient(registered.uri).get_model_version(MODEL, registered.version)
+    model_id = mv.model_id or mv.source.removeprefix("models:/")
+    dom = page(f"{base}/#/experiments/{run.info.experiment_id}/models/{model_id}",
+               "logged_model.png")
+    assert f'href="#/models/{MODEL}/versions/{registered.version}"' in dom  # "Registered"
+    text = text_of(dom)
+    # Metrics table rows: name, the reference data it measured, the run, the value.
+    assert re.search(r"eval/fid_domain reference-\S+ \(#cdcdcd", text), text[:3000]
+    assert f"eval/fid_domain reference-all (#{'cd' * 16}) {run.info.run_name} 10 " in text
+
+
+def test_run_page_shows_source_author_and_dataset(ui, registered):
+    base, run = ui
+    dom = page(f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}",
+               "run.png")
+    text = text_of(dom)
+    data = registered.config.data
+    name = f"{data.source}-{data.split}-{data.resolution}px"
+    assert f"Datasets {name} ({run.data.tags['data.dvc_md5']}) train" in text, text[:3000]
+    assert f"Created by {run.data.tags['mlflow.user']}" in text
+    assert f"Source {run.data.tags['mlflow.source.name']}" in text
+    assert f"{MODEL} v{registered.version}" in text  # the logged model, registered
+
+
+def test_sample_grid_shows_at_the_sliders_first_position(ui, registered):
+    base, run = ui
+    dom = page(f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}"
+               "/model-metrics", "model_metrics.png", height=5000)
+    assert "No image logged at this step" not in dom
+    # The image card opens at step 0: the untrained generator's grid, logged before step 1.
+    src = re.search(r'src="(get-artifact\?path=images%2Fsamples%2Bstep%2B0%2B[^"]+)"', dom)
+    assert src, "no step-0 sample grid in the run's charts"
+    assert served(base, src.group(1))[:4] == b"RIFF"  # the card's compressed webp
+    assert (SHOTS / "model_metrics.png").stat().st_size > 50_000

@@ -1,10 +1,14 @@
 """The real stack on loopback (infra/local_stack.py: PostgreSQL, MLflow with basic-auth and
-proxied artifacts, Prefect server on PostgreSQL) and one `ganpkg run` against it, pointed at
-the servers by environment variables alone. Skips only where PostgreSQL is not installed.
+proxied artifacts, Prefect server with basic-auth on PostgreSQL): one `ganpkg run` against it,
+pointed at the servers by environment variables alone, then the retrain deployment of
+prefect.yaml run by a `prefect worker` process of a process work pool, triggered through the
+API. Skips only where PostgreSQL is not installed.
 """
 
 import importlib.util
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -71,6 +75,8 @@ class Stack:
         self.seconds = None
 
     def ready(self, timeout: float = 300) -> dict[str, str]:
+        if self.seconds is not None:  # a later test of the module: up already
+            return local_stack.read_env(self.dir)
         output, _ = self.proc.communicate(timeout=timeout)
         self.seconds = time.monotonic() - self.started
         assert self.proc.returncode == 0, f"stack up failed:\n{output}"
@@ -78,11 +84,11 @@ class Stack:
         return local_stack.read_env(self.dir)
 
 
-@pytest.fixture
-def stack(tmp_path):
-    """The stack starting in tmp_path/stack; teardown runs `down --purge` and checks that every
-    process it started (and their children) is gone."""
-    stack = Stack(tmp_path / "stack")
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The stack starting in a tmp folder, for this module's tests; teardown runs
+    `down --purge` and checks that every process it started (and their children) is gone."""
+    stack = Stack(tmp_path_factory.mktemp("stack") / "stack")
     try:
         yield stack
     finally:
@@ -98,17 +104,28 @@ def stack(tmp_path):
         assert not list(stack.dir.glob("*.pid"))
 
 
-def test_retrain_against_the_real_stack_through_env_vars_alone(stack, tmp_path,
+@pytest.fixture(scope="module")
+def project(stack, tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("stack-project"))  # while the stack starts
+
+
+def client_env(env_vars: dict[str, str], home: Path) -> dict[str, str]:
+    """This process's environment with the stack's variables instead of any of our own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    env.update(env_vars, OMP_NUM_THREADS="1", PREFECT_HOME=str(home),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return env
+
+
+def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, tmp_path,
                                                                record_property):
-    project = make_project(tmp_path)  # while the stack starts
     env_vars = stack.ready()
     assert set(env_vars) == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                             "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_URL"}
+                             "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_URL",
+                             "PREFECT_API_AUTH_STRING"}
     model = yaml.safe_load((project / "params.yaml").read_text())["registry"]["model_name"]
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
-    env.update(env_vars, OMP_NUM_THREADS="1", PREFECT_HOME=str(tmp_path / "prefect-client"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = client_env(env_vars, tmp_path / "prefect-client")
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "pipelines", "run", "--force"], cwd=project,
                          env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -137,13 +154,99 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, tmp_path,
     # The version's artifacts went through the server's artifact proxy into the stack's folder.
     assert any((stack.dir / "artifacts").rglob("MLmodel")), "no model artifacts were proxied"
 
-    # Prefect: the server on PostgreSQL recorded a completed `retrain` flow run.
+    # Prefect: the server on PostgreSQL recorded a completed `retrain` flow run; it answers
+    # only with the stack's credentials (the flow above ran with them, from the env alone).
     prefect_api = env_vars["PREFECT_API_URL"]
-    response = requests.post(f"{prefect_api}/flow_runs/filter", timeout=30, json={
-        "flows": {"name": {"any_": ["retrain"]}},
-        "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
+    query = {"flows": {"name": {"any_": ["retrain"]}},
+             "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
+    for refused in (None, (user, password + "x")):
+        response = requests.post(f"{prefect_api}/flow_runs/filter", json=query, auth=refused,
+                                 timeout=30)
+        assert response.status_code == 401, (refused is None, response.status_code)
+    response = requests.post(f"{prefect_api}/flow_runs/filter", json=query,
+                             auth=(user, password), timeout=30)
     assert response.status_code == 200, response.text
     runs = response.json()
     assert len(runs) == 1, runs
-    tags = {t["key"]: t["value"] for t in version["tags"]}
+    # The lineage is on the run (a version carries only what users filter on).
+    run = requests.get(f"{mlflow_api}/runs/get", params={"run_id": version["run_id"]},
+                       auth=auth, timeout=30).json()["run"]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["prefect.flow_run_id"] == runs[0]["id"], (tags, runs[0]["id"])
+
+
+def test_a_worker_runs_the_deployment_triggered_through_the_api(stack, project, tmp_path,
+                                                                record_property):
+    """prefect.yaml's `scheduled` deployment on the pool ganpkg-process, deployed with
+    `prefect deploy`, run by `prefect worker start` (its own process) when the API asks."""
+    env_vars = stack.ready()
+    env = client_env(env_vars, tmp_path / "prefect-client")
+    env["GANPKG_REPO_DIR"] = str(project)  # prefect.yaml's pull step: the checkout to run in
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    (project / "pipelines").symlink_to(REPO / "pipelines")  # the entrypoint's file, as in a clone
+    prefect = str(Path(sys.executable).with_name("prefect"))
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([prefect, "--no-prompt", *args], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=180, check=False)
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    cli("work-pool", "create", "ganpkg-process", "--type", "process",
+        "--base-job-template", str(REPO / "infra/work-pools/process.json"))
+    cli("deploy", "--name", "scheduled")
+    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
+    api, auth = env_vars["PREFECT_API_URL"], (user, password)
+    deployment = requests.get(f"{api}/deployments/name/retrain/scheduled", auth=auth,
+                              timeout=30).json()
+    assert deployment["work_pool_name"] == "ganpkg-process", deployment
+
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen([prefect, "worker", "start", "--pool", "ganpkg-process",
+                                   "--limit", "1"], cwd=project, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    started = time.monotonic()
+    try:
+        created = requests.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                                json={"parameters": {"force": True}}, auth=auth, timeout=30)
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        deadline = time.monotonic() + 480
+        while time.monotonic() < deadline:
+            flow_run = requests.get(f"{api}/flow_runs/{run_id}", auth=auth, timeout=30).json()
+            if flow_run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            assert worker.poll() is None, f"the worker exited:\n{log.read_text()[-3000:]}"
+            time.sleep(2)
+        seconds = time.monotonic() - started
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    record_property("worker_flow_seconds", round(seconds, 1))
+    print(f"\nworker-executed flow run in {seconds:.1f} s")
+    assert flow_run["state"]["type"] == "COMPLETED", (flow_run["state"], log.read_text()[-4000:])
+    assert flow_run["work_pool_name"] == "ganpkg-process"
+    assert run_id in log.read_text()  # this worker picked it up and ran it
+
+    # The version it registered, in the authenticated MLflow server, traced to this flow run.
+    mlflow_api = env_vars["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow"
+    auth = (env_vars["MLFLOW_TRACKING_USERNAME"], env_vars["MLFLOW_TRACKING_PASSWORD"])
+    found = requests.post(f"{mlflow_api}/runs/search", auth=auth, timeout=30, json={
+        "experiment_ids": [r["experiment_id"] for r in requests.get(
+            f"{mlflow_api}/experiments/search", params={"max_results": 100}, auth=auth,
+            timeout=30).json()["experiments"]],
+        "filter": f"tags.`prefect.flow_run_id` = '{run_id}'"}).json()["runs"]
+    assert len(found) == 1, found
+    model = yaml.safe_load((project / "params.yaml").read_text())["registry"]["model_name"]
+    versions = requests.get(f"{mlflow_api}/model-versions/search", auth=auth, timeout=30,
+                            params={"filter": f"name='{model}'"}).json()["model_versions"]
+    mine = [v for v in versions if v["run_id"] == found[0]["info"]["run_id"]]
+    assert len(mine) == 1 and mine[0]["status"] == "READY", versions
+    tags = {t["key"]: t["value"] for t in mine[0]["tags"]}
+    assert tags["gate.decision"] in ("champion", "challenger"), tags
