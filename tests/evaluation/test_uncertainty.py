@@ -23,8 +23,9 @@ def test_metrics_carry_their_interval_the_floor_and_the_baseline(tiny, caplog):
                            baseline=LinearGenerator(seed=2))
     # A line as each phase starts, and its time when it ends (a minute of silence otherwise).
     lines = [r.getMessage() for r in caplog.records if r.name == "ganpkg.evaluation"]
-    phases = ["eval: reference features", "eval: features of 300 generated images and their "
-              "metrics", "eval: standard errors", "eval: floor", "eval: baseline"]
+    phases = ["eval: reference features",
+              "eval: features of 300 generated images and their metrics",
+              "eval: standard errors", "eval: floor", "eval: baseline"]
     assert [x.split(" (")[0] for x in lines[::2]] == phases, lines
     assert [x.split(" done in ")[0] for x in lines[1::2]] == phases, lines
     m = result.metrics

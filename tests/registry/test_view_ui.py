@@ -42,7 +42,7 @@ def page(url: str, shot: str, height: int = 1400) -> str:
 
 
 def text_of(dom: str) -> str:
-    dom = re.sub(r"<(style|script)\b.*?</\1>", " ", dom, flags=re.S)
+    dom = re.sub(r"<(style|script)\b.*?</\1>", " ", dom, flags=re.DOTALL)
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
 
 
