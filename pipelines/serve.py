@@ -55,9 +55,21 @@ def start_local_server(url: str = LOCAL_API, wait_s: float = 90.0) -> subprocess
     return proc
 
 
+def data_trigger(parameters: dict):
+    """Retrain when a new data version is announced (pipelines.data_events): prefect.yaml's
+    trigger, for the served deployment."""
+    from prefect.events import DeploymentEventTrigger
+
+    from pipelines.data_events import EVENT
+
+    return DeploymentEventTrigger(expect={EVENT}, match={"prefect.resource.id": "ganpkg.data.*"},
+                                  parameters=parameters)
+
+
 def serve_retrain(config: Config, config_path: str | None, overrides: list[str],
                   name: str = "scheduled") -> None:
-    """Serve `retrain` with ``config.schedule.cron``; start a local server if none answers."""
+    """Serve `retrain` with ``config.schedule.cron`` and the data trigger; start a local server
+    if none answers."""
     from prefect.schedules import Cron
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -76,9 +88,10 @@ def serve_retrain(config: Config, config_path: str | None, overrides: list[str],
                   f"(policy {config.schedule.policy}); trigger now with: "
                   f"prefect deployment run 'retrain/{name}'", flush=True)
             # What prefect.yaml's deployments say too: the cron in UTC, one run at a time.
+            parameters = {"config_path": config_path, "overrides": overrides}
             retrain.serve(name=name, schedules=[Cron(config.schedule.cron, timezone="UTC")],
-                          global_limit=1,
-                          parameters={"config_path": config_path, "overrides": overrides},
+                          global_limit=1, parameters=parameters,
+                          triggers=[data_trigger({**parameters, "force": False})],
                           description="ganpkg retrain: data → prepare → train → evaluate → "
                                       "register and gate")
     finally:

@@ -66,18 +66,33 @@ AcceptOpt = Annotated[bool, typer.Option(
 
 @app.command("verify")
 def verify_command(accept_new: AcceptOpt = False) -> None:
-    """Check data/ against the md5 committed in data.dvc (and cache it for `dvc push`)."""
-    from pipelines.data import verify_raw_snapshot
+    """Check data/ against the md5 committed in data.dvc (and cache it for `dvc push`).
 
-    say(f"data/ matches data.dvc ({verify_raw_snapshot(accept_new=accept_new)})")
+    With --accept-new and a configured Prefect server, a new snapshot is announced as the
+    event ganpkg.data.updated: the retrain deployment's trigger starts a retrain.
+    """
+    from pipelines.data import committed_data_md5, verify_raw_snapshot
+
+    before = committed_data_md5()[0]
+    md5 = verify_raw_snapshot(accept_new=accept_new)
+    say(f"data/ matches data.dvc ({md5})")
+    if md5 != before:
+        from pipelines.data_events import announce_data_version
+
+        say(announce_data_version(md5, "ganpkg data verify --accept-new"))
 
 
 @app.command("push")
 def push_command() -> None:
-    """`dvc push`: data/ and the stages' outputs to the default DVC remote."""
-    from pipelines.data import push
+    """`dvc push`: data/ and the stages' outputs to the default DVC remote; then the data
+    version is announced (ganpkg.data.updated, once per md5) to a configured Prefect server."""
+    from pipelines.data import committed_data_md5, push
+    from pipelines.data_events import announce_data_version
 
     say(push().strip() or "dvc push: nothing to push")
+    md5 = committed_data_md5()[0]
+    if md5:
+        say(announce_data_version(md5, "ganpkg data push"))
 
 
 @app.command("lineage")

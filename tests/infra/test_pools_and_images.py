@@ -26,6 +26,8 @@ from infra_helpers import (
     services,
 )
 
+from pipelines.serve import data_trigger
+
 
 def test_worker_reserves_an_nvidia_gpu_and_runs_the_training_image():
     worker = services()["prefect-worker"]
@@ -144,6 +146,12 @@ def test_deployments_point_at_the_retrain_flow_on_the_params_cron():
                    for node in tree.body), deployment["entrypoint"]
         assert function == "retrain"
         assert [s["cron"] for s in deployment["schedules"]] == [cron], deployment["name"]
+        # The data trigger `ganpkg serve` sets too (pipelines/serve.py data_trigger).
+        (trigger,) = deployment["triggers"]
+        served = data_trigger(trigger["parameters"])
+        assert set(trigger["expect"]) == served.expect, deployment["name"]
+        assert trigger["match"] == served.match.root and trigger["type"] == served.type
+        assert trigger["parameters"]["force"] is False
 
 
 def test_deployment_pools_are_created_by_the_runbook():

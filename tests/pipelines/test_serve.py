@@ -81,6 +81,11 @@ def test_serve_creates_the_scheduled_deployment_and_runs_it(project, tmp_path):
         assert [s["schedule"]["timezone"] for s in dep["schedules"]] == ["UTC"]
         limit = dep.get("global_concurrency_limit") or {}
         assert limit.get("limit") == 1 or dep.get("concurrency_limit") == 1, dep
+        # New data starts a retrain: an automation on ganpkg.data.updated runs this deployment.
+        automations = api(url, f"/automations/related-to/prefect.deployment.{dep['id']}")
+        triggers = [a["trigger"] for a in automations]
+        assert [t["expect"] for t in triggers] == [["ganpkg.data.updated"]], automations
+        assert triggers[0]["match"] == {"prefect.resource.id": "ganpkg.data.*"}
         form = dep["parameter_openapi_schema"]["properties"]
         assert set(form) == {"config_path", "overrides", "force"}
         assert all(field.get("description") for field in form.values()), form
