@@ -6,6 +6,8 @@ artifacts proxied into S3), Prefect server (basic-auth).
     python infra/local_stack.py env  [--dir .stack]   # print <dir>/env again
     python infra/local_stack.py dvc-remote [--dir .stack] [--project .]
                                     # the project's DVC remote := the stack's bucket (config.local)
+    python infra/local_stack.py backup  --path DIR [--dir .stack]  # registry db + buckets → DIR
+    python infra/local_stack.py restore --path DIR [--dir .stack]  # ... back into a running stack
     python infra/local_stack.py down [--dir .stack]   # stop what `up` started, by PID
                                     [--purge]         # ... and delete its databases
 
@@ -40,6 +42,7 @@ import typer
 
 # The stack's own modules beside this file (it is run as a script and loaded by path).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack_backup import backup, restore
 from stack_postgres import (
     PG_SQLALCHEMY,
     as_postgres_user,
@@ -253,19 +256,24 @@ class Command(str, Enum):
     down = "down"
     env = "env"
     dvc_remote = "dvc-remote"
+    backup = "backup"
+    restore = "restore"
 
 
 def cli(
     command: Annotated[Command, typer.Argument(help="up: start and print env; down: stop; "
                                                     "env: print <dir>/env again; dvc-remote: "
                                                     "the project's DVC remote := the stack's "
-                                                    "S3 bucket")],
+                                                    "S3 bucket; backup/restore: the registry "
+                                                    "(database and buckets) to/from --path")],
     dir: Annotated[str, typer.Option(help="state, logs, data")] = ".stack",
     timeout: Annotated[float, typer.Option(help="seconds to wait for each server's "
                                                 "health check")] = 180,
     purge: Annotated[bool, typer.Option(help="down: also delete the databases and the "
                                              "stack's passwords")] = False,
     project: Annotated[str, typer.Option(help="dvc-remote: the project folder")] = ".",
+    path: Annotated[str | None, typer.Option(help="backup: a new folder to write; restore: "
+                                                  "a backup folder")] = None,
 ) -> None:
     try:
         if command is Command.up:
@@ -275,6 +283,11 @@ def cli(
             return
         elif command is Command.dvc_remote:
             dvc_remote(dir, project)
+            return
+        elif command in (Command.backup, Command.restore):
+            if not path:
+                raise StackError(f"{command.value}: --path is required")
+            (backup if command is Command.backup else restore)(dir, path)
             return
         env_file = Path(dir, "env")
         if not env_file.is_file():

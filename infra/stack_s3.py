@@ -23,7 +23,9 @@ from stack_process import free_port, say, spawn, write_private
 
 BUCKETS = {"mlflow": "mlflow", "dvc": "dvc"}  # role → bucket
 # Every port `weed server` opens; the Iceberg and Lance catalogs it would add are switched off.
-PORTS = ("s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer_grpc")
+# (The filer binds its HTTP port even with HTTP off: it is set too, or two stacks clash.)
+PORTS = ("s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer",
+         "filer_grpc")
 
 
 def find_weed() -> str | None:
@@ -56,7 +58,8 @@ def start_seaweedfs(stack: Path, state: dict):
         f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
         "-master.volumeSizeLimitMB=256", f"-volume.port={p['volume']}",
         f"-volume.port.grpc={p['volume_grpc']}", "-volume.max=16",
-        "-filer", "-filer.disableHttp", f"-filer.port.grpc={p['filer_grpc']}",
+        "-filer", "-filer.disableHttp", f"-filer.port={p['filer']}",
+        f"-filer.port.grpc={p['filer_grpc']}",
         "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
         f"-s3.config={identity}", "-s3.port.iceberg=0", "-s3.port.lance=0"], stack)
 
