@@ -4,6 +4,8 @@ checked without Docker."""
 import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,9 @@ def test_runbook_local_stack_commands():
                     ". .stack/env && make run",
                     ".venv/bin/python infra/local_stack.py down --dir .stack"):
         assert command in text, command
+    # Every local_stack.py command the runbook names is one the script has.
+    help_ = subprocess.run([sys.executable, str(ROOT / "infra/local_stack.py"), "--help"],
+                           capture_output=True, text=True, check=True).stdout
+    known = set(re.search(r"<([a-z|-]+)>", help_).group(1).split("|"))
+    named = set(re.findall(r"infra/local_stack\.py ([a-z-]+)", text))
+    assert {"up", "down", "dvc-remote", "backup", "restore"} <= named <= known, (named, known)
