@@ -56,7 +56,8 @@ def test_run_logs_params_metrics_samples_lineage_and_files(registered):
     grids = [f for f in files if f.startswith("images/samples+step+") and f.endswith(".png")]
     assert sorted(int(f.split("+")[2]) for f in grids) == [0, 6, 12]
     # Enlarged for MLflow's preview by a whole factor: 4×4 grid of 32 px = 138 px, ×3.
-    logged = client.download_artifacts(registered.run_id, sorted(grids)[0], str(registered.root))
+    first = next(f for f in grids if f.split("+")[2] == "0")
+    logged = client.download_artifacts(registered.run_id, first, str(registered.root))
     on_disk = registered.root / "run" / "samples" / "step-00000000.png"
     assert Image.open(logged).size == tuple(3 * x for x in Image.open(on_disk).size) == (414, 414)
     log = client.download_artifacts(registered.run_id, "logs/train.log", str(registered.root))
