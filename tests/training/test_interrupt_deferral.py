@@ -18,7 +18,17 @@ class Writes(NullCallback):
         self.log.append(step)
 
 
-def test_ctrl_c_inside_a_callback_is_raised_after_every_callback_ran():
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the test, whatever an earlier test of the session left
+    installed (a full run once left another handler, and the interrupt went to it)."""
+    saved = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved if saved is not None else signal.default_int_handler)
+
+
+def test_ctrl_c_inside_a_callback_is_raised_after_every_callback_ran(python_sigint):
     log = []
     callbacks = CallbackList([Writes(log, interrupt=True), Writes(log)])
     with pytest.raises(KeyboardInterrupt):
