@@ -101,3 +101,24 @@ def test_sample_grid_shows_at_the_sliders_first_position(ui, registered):
     assert src, "no step-0 sample grid in the run's charts"
     assert served(base, src.group(1))[:4] == b"RIFF"  # the card's compressed webp
     assert (SHOTS / "model_metrics.png").stat().st_size > 50_000
+
+
+def test_two_runs_of_one_config_and_seed_have_two_names_in_the_runs_list(ui, registered,
+                                                                         tmp_path):
+    """Training seeds Python's random; it once did so before MLflow drew the run's name, and
+    runs of one config and seed all got the same name. (This adds a run to the session's
+    registered store: this module runs last in tests/registry.)"""
+    from ganpkg.config import load_config
+    from ganpkg.training import train
+    from pipelines.tracking import MlflowTracker
+
+    base, run = ui
+    config = load_config(None, [*registered.overrides, f"train.run_dir={tmp_path / 'again'}"])
+    assert config.train.seed == registered.config.train.seed
+    tracker = MlflowTracker(config, tracking_uri=registered.uri,
+                            repo=Path(__file__).parents[2], system_metrics=False)
+    train(config, [tracker])
+    again = MlflowClient(registered.uri).get_run(tracker.run_id).info.run_name
+    assert again != run.info.run_name
+    text = text_of(page(f"{base}/#/experiments/{run.info.experiment_id}/runs", "runs.png"))
+    assert run.info.run_name in text and again in text, text[:2000]
