@@ -31,7 +31,7 @@ from ganpkg.files import write_atomic
 from ganpkg.metrics import summarize
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
-from pipelines.tracking import EVAL, get_client, sqlite_artifact_root
+from pipelines.tracking import EVAL, eval_metrics, get_client, sqlite_artifact_root
 
 # Run tags copied onto each version: what users filter versions on (and the retrain policy
 # reads). The registry page lists every version tag in each row, so the full lineage stays on
@@ -306,6 +306,7 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     name = config.registry.model_name
     generator, info = load_generator(checkpoint)
     version = registered_version(client, name, run_id, info["step"])
+    run_tags = client.get_run(run_id).data.tags  # lineage: the version's few tags and the card
     if version is None:
         model = log_generator(client, run_id, generator, info["z_dim"], info["channels"],
                               info["resolution"])
@@ -313,7 +314,7 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
             client.create_registered_model(name, description="ganpkg generators (z → image)")
         except MlflowException:
             pass  # already there
-        tags = _version_tags(client.get_run(run_id).data.tags, metrics, protocol, info["step"])
+        tags = _version_tags(run_tags, metrics, protocol, info["step"])
         # The registry resolves a logged model's models:/m-… source through the global URI.
         with using_tracking_uri(client.tracking_uri):
             version = str(client.create_model_version(
@@ -330,7 +331,7 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     with tempfile.TemporaryDirectory() as tmp:
         save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
                          Path(tmp) / "samples.png")
-        tags = {**client.get_run(run_id).data.tags, **client.get_model_version(name, version).tags}
+        tags = {**run_tags, **client.get_model_version(name, version).tags}
         spread = seed_spread(client, run_id, config.registry.primary_metric, metrics)
         card = model_card(name, version, tags, metrics, protocol, decision, run_id, spread)
         (Path(tmp) / "model_card.md").write_text(card)
@@ -345,7 +346,6 @@ def link_logged_model(client, model_id: str, name: str, version: str, run_id: st
     ``mlflow.modelVersions`` tag (an MLflow server sets it itself; the embedded store and the
     client API do not) and the evaluation metrics logged again with ``model_id`` (the page
     reads only those), on the reference data they measured."""
-    from mlflow.entities import Metric
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
@@ -357,9 +357,7 @@ def link_logged_model(client, model_id: str, name: str, version: str, run_id: st
     if protocol.get("reference_md5"):
         dataset = {"dataset_name": f"reference-{protocol.get('reference_split', 'test')}",
                    "dataset_digest": str(protocol["reference_md5"])}
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(EVAL + k, float(v), now, step, model_id=model_id,
-                                             **dataset) for k, v in metrics.items()])
+    client.log_batch(run_id, metrics=eval_metrics(metrics, step, model_id=model_id, **dataset))
 
 
 def registered_version(client, name: str, run_id: str, step: int) -> str | None:

@@ -369,21 +369,28 @@ def display_size(image, target: int = 512):
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
+def eval_metrics(metrics: dict[str, float], step: int, **link: str) -> list:
+    """An evaluation's values as MLflow Metrics named ``eval/…`` at the step they measured;
+    ``link``: model_id, dataset_name and dataset_digest (MLflow 3's logged-model view)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(EVAL + k, float(v), now, step, **link) for k, v in metrics.items()]
+
+
 def log_evaluation(run_id: str, metrics: dict[str, float], protocol: dict[str, Any],
                    memorization: dict[str, Any] | None = None, step: int | None = None,
                    files: list[str | Path] = (), tracking_uri: str | None = None) -> None:
     """Evaluation metrics (at the training step they measured), protocol tags ``eval.*``, and
     ``evaluation/`` files: eval.json and e.g. the memorization pairs PNG."""
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import RunTag
 
     client = get_client(tracking_uri)
-    now = int(time.time() * 1000)
     tags = protocol_tags(protocol)
     if memorization:
         tags.update({f"memorization.{k}": str(v) for k, v in memorization.items()
                      if not isinstance(v, list | dict)})
-    client.log_batch(run_id, metrics=[Metric(EVAL + k, float(v), now, step or 0)
-                                      for k, v in metrics.items()],
+    client.log_batch(run_id, metrics=eval_metrics(metrics, step or 0),
                      tags=[RunTag(k, v) for k, v in tags.items()])
     body = {"metrics": metrics, "protocol": protocol, "memorization": memorization}
     client.log_dict(run_id, body, "evaluation/eval.json")
