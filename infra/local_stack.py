@@ -110,14 +110,13 @@ def start_mlflow(stack: Path, state: dict) -> subprocess.Popen:
         f"admin_password = {state['admin_password']}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         ""]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "AWS_"))}
     if state.get("s3_port"):  # the server writes artifacts to S3; clients go through its proxy
         artifacts = f"s3://{BUCKETS['mlflow']}/artifacts"
+        env.update(s3_env(state))
     else:
         artifacts = str(stack / "artifacts")
         (stack / "artifacts").mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "AWS_"))}
-    if state.get("s3_port"):
-        env.update(s3_env(state))
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini),
                MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(32),
                MLFLOW_BACKEND_STORE_URI=db_url(state, "mlflow", PG_SQLALCHEMY))  # not in argv
@@ -242,8 +241,9 @@ def dvc_remote(stack: str | Path = ".stack", project: str | Path = ".") -> str:
         done = subprocess.run([dvc, *args], cwd=project, capture_output=True, text=True,
                               check=False)
         if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
             raise StackError(f"dvc {' '.join(args[:2])} in {project}: "
-                             f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+                             f"{said[-1] if said else f'exit {done.returncode}'}")
     say(f"dvc: remote `stack` = {url} at {endpoint(state)} (.dvc/config.local of {project}); "
         "its credentials come from the stack's env")
     return url

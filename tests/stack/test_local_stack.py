@@ -125,6 +125,18 @@ def bucket_keys(stack: Stack, bucket: str) -> set[str]:
     return keys
 
 
+def mlflow_rest(env_vars: dict[str, str]) -> tuple[str, tuple[str, str]]:
+    """(the MLflow server's REST base, its basic-auth pair) from the stack's env."""
+    return (env_vars["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow",
+            (env_vars["MLFLOW_TRACKING_USERNAME"], env_vars["MLFLOW_TRACKING_PASSWORD"]))
+
+
+def prefect_rest(env_vars: dict[str, str]) -> tuple[str, tuple[str, str]]:
+    """(the Prefect API URL, its basic-auth pair) from the stack's env."""
+    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
+    return env_vars["PREFECT_API_URL"], (user, password)
+
+
 def client_env(env_vars: dict[str, str], home: Path) -> dict[str, str]:
     """This process's environment with the stack's variables instead of any of our own."""
     env = {k: v for k, v in os.environ.items()
@@ -157,8 +169,7 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, t
     assert not (project / "mlflow.db").exists()  # nothing fell back to the embedded store
 
     # MLflow: the version is registered and champion; anonymous requests are refused.
-    mlflow_api = env_vars["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow"
-    auth = (env_vars["MLFLOW_TRACKING_USERNAME"], env_vars["MLFLOW_TRACKING_PASSWORD"])
+    mlflow_api, auth = mlflow_rest(env_vars)
     alias = {"name": model, "alias": "champion"}
     response = requests.get(f"{mlflow_api}/registered-models/alias", params=alias, auth=auth,
                             timeout=30)
@@ -187,10 +198,9 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, t
 
     # Prefect: the server on PostgreSQL recorded a completed `retrain` flow run; it answers
     # only with the stack's credentials (the flow above ran with them, from the env alone).
-    prefect_api = env_vars["PREFECT_API_URL"]
+    prefect_api, (user, password) = prefect_rest(env_vars)
     query = {"flows": {"name": {"any_": ["retrain"]}},
              "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
-    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
     for refused in (None, (user, password + "x")):
         response = requests.post(f"{prefect_api}/flow_runs/filter", json=query, auth=refused,
                                  timeout=30)
@@ -227,8 +237,7 @@ def test_a_worker_runs_the_deployment_triggered_through_the_api(stack, project, 
     cli("work-pool", "create", "ganpkg-process", "--type", "process",
         "--base-job-template", str(REPO / "infra/work-pools/process.json"))
     cli("deploy", "--name", "scheduled")
-    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
-    api, auth = env_vars["PREFECT_API_URL"], (user, password)
+    api, auth = prefect_rest(env_vars)
     deployment = requests.get(f"{api}/deployments/name/retrain/scheduled", auth=auth,
                               timeout=30).json()
     assert deployment["work_pool_name"] == "ganpkg-process", deployment
@@ -286,8 +295,7 @@ def finished(api: str, auth, run_id: str, worker: subprocess.Popen, log: Path,
 def registered_by(env_vars: dict[str, str], project: Path, flow_run_id: str) -> dict[str, str]:
     """The tags of the one version registered by this Prefect flow run (run tag
     prefect.flow_run_id), read from the authenticated MLflow server."""
-    mlflow_api = env_vars["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow"
-    auth = (env_vars["MLFLOW_TRACKING_USERNAME"], env_vars["MLFLOW_TRACKING_PASSWORD"])
+    mlflow_api, auth = mlflow_rest(env_vars)
     found = requests.post(f"{mlflow_api}/runs/search", auth=auth, timeout=30, json={
         "experiment_ids": [r["experiment_id"] for r in requests.get(
             f"{mlflow_api}/experiments/search", params={"max_results": 100}, auth=auth,
@@ -337,8 +345,7 @@ def test_new_data_starts_exactly_one_retrain_on_the_worker(stack, project, tmp_p
     env_vars = stack.ready()
     env = client_env(env_vars, tmp_path / "prefect-client")
     env["GANPKG_REPO_DIR"] = str(project)
-    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
-    api, auth = env_vars["PREFECT_API_URL"], (user, password)
+    api, auth = prefect_rest(env_vars)
     deployment = requests.get(f"{api}/deployments/name/retrain/scheduled", auth=auth,
                               timeout=30).json()
     assert deployment.get("id"), "the worker test deploys retrain/scheduled first"
@@ -382,8 +389,7 @@ def test_new_data_starts_exactly_one_retrain_on_the_worker(stack, project, tmp_p
 
 def champion_record(env_vars: dict[str, str], model: str) -> tuple[dict, dict]:
     """(the @champion version, its run), as the authenticated MLflow server returns them."""
-    mlflow_api = env_vars["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow"
-    auth = (env_vars["MLFLOW_TRACKING_USERNAME"], env_vars["MLFLOW_TRACKING_PASSWORD"])
+    mlflow_api, auth = mlflow_rest(env_vars)
     version = requests.get(f"{mlflow_api}/registered-models/alias", auth=auth, timeout=30,
                            params={"name": model, "alias": "champion"}).json()["model_version"]
     run = requests.get(f"{mlflow_api}/runs/get", params={"run_id": version["run_id"]},
