@@ -27,6 +27,7 @@ from ganpkg.evaluation.fidelity import evaluate_generator
 from ganpkg.sampling import fixed_noise, save_grid
 from ganpkg.training import train
 
+B03 = ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.beta1=0.3"]  # round 2's best
 VARIANTS: dict[str, list[str]] = {
     "default": [],
     # stylegan2-ada's point: a long EMA drags in the first, untrained steps of a short run.
@@ -37,6 +38,44 @@ VARIANTS: dict[str, list[str]] = {
     # SNGAN: hinge loss, spectral norm on D, Adam β1 0, TTUR
     "sngan_hinge": ["train.loss=hinge", "model.spectral_norm=true", "train.beta1=0.0",
                     "train.lr_d=4e-4", "train.lr_g=1e-4"],
+    # faster learning: a short run can afford larger steps
+    "lr_5e-4": ["train.lr_g=5e-4", "train.lr_d=5e-4"],
+    "lr_1e-3": ["train.lr_g=1e-3", "train.lr_d=1e-3"],
+    "beta1_0": ["train.beta1=0.0"],
+    # the same images seen, in more (smaller) or fewer (larger) updates
+    "batch32_3000": ["train.batch_size=32", "train.total_steps=3000"],
+    "batch128_750": ["train.batch_size=128", "train.total_steps=750"],
+    # capacity: a wider generator, or D without BatchNorm but spectrally normalized
+    "g_width64": ["model.g_width=64"],
+    "d_sn_nobn": ["model.d_norm=none", "model.spectral_norm=true"],
+    # round 2: on top of the larger learning rate, which won round 1
+    "lr_2e-3": ["train.lr_g=2e-3", "train.lr_d=2e-3"],
+    "lr_1e-3_beta1_0.3": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.beta1=0.3"],
+    "lr_g1e-3_d5e-4": ["train.lr_g=1e-3", "train.lr_d=5e-4"],
+    "lr_g5e-4_d1e-3": ["train.lr_g=5e-4", "train.lr_d=1e-3"],
+    "lr_1e-3_ema_0.99": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.ema_decay=0.99"],
+    "lr_1e-3_batch32_2700": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.batch_size=32",
+                             "train.total_steps=2700"],
+    "lr_1e-3_hinge": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.loss=hinge"],
+    # round 3, on round 2's best (lr 1e-3, β1 0.3): rates annealed to 0 over the run
+    # (train.lr_schedule), β1 lower still, R1 on real images (train.r1_gamma)
+    "lr_1e-3_beta1_0": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.beta1=0.0"],
+    "b03_linear": [*B03, "train.lr_schedule=linear"],
+    "b03_lr_2e-3_linear": ["train.lr_g=2e-3", "train.lr_d=2e-3", "train.beta1=0.3",
+                           "train.lr_schedule=linear"],
+    "b03_r1_0.01": [*B03, "train.r1_gamma=0.01"],
+    "b03_r1_0.1": [*B03, "train.r1_gamma=0.1"],
+    # round 4: R1's weight, and R1 at fewer steps (its double backward costs time)
+    "b03_r1_0.3": [*B03, "train.r1_gamma=0.3"],
+    "b03_r1_1": [*B03, "train.r1_gamma=1.0"],
+    "b03_r1_0.1_1250": [*B03, "train.r1_gamma=0.1", "train.total_steps=1250"],
+    "b03_r1_0.1_every32": [*B03, "train.r1_gamma=0.1", "train.r1_every=32"],
+    "b0_r1_0.1": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.beta1=0.0", "train.r1_gamma=0.1"],
+    # round 5: R1 stronger still, and with round 2's runner-up rate
+    "b03_r1_3": [*B03, "train.r1_gamma=3.0"],
+    "b03_r1_10": [*B03, "train.r1_gamma=10.0"],
+    "b03_r1_1_lr_2e-3": ["train.lr_g=2e-3", "train.lr_d=2e-3", "train.beta1=0.3",
+                         "train.r1_gamma=1.0"],
 }
 
 

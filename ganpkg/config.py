@@ -81,12 +81,20 @@ class TrainConfig(Section):
     gp_weight: float = Field(default=10.0, ge=0)
     batch_size: int = Field(default=64, gt=0)
     total_steps: int = Field(default=1500, gt=0, description="generator steps")
-    lr_g: float = Field(default=2e-4, gt=0)
-    lr_d: float = Field(default=2e-4, gt=0)
-    beta1: float = Field(default=0.5, ge=0, lt=1)
+    lr_g: float = Field(default=1e-3, gt=0)
+    lr_d: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "linear"] = Field(
+        default="constant",
+        description="linear: both rates fall linearly to 0 at total_steps (on MNIST it lost "
+                    "to constant, benchmarks/recipe_variants.py; total_steps then joins the "
+                    "keys a resume must keep)",
+    )
+    beta1: float = Field(default=0.3, ge=0, lt=1)
     beta2: float = Field(default=0.999, ge=0, lt=1)
     ema_decay: float = Field(default=0.999, ge=0, lt=1)
     ema_start_step: int = Field(default=0, ge=0)
+    r1_gamma: float = Field(default=1.0, ge=0, description="R1 penalty on real images (0 = off)")
+    r1_every: int = Field(default=16, ge=1, description="lazy R1: every this many steps")
     seed: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     nproc_per_node: int = Field(

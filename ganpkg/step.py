@@ -37,6 +37,8 @@ class GANStep:
     gp_weight: float = 10.0
     autocast_dtype: torch.dtype | None = None  # bf16 on CUDA
     d_for_g: nn.Module | None = None  # D as used in the G step (DDP: the unwrapped module)
+    r1_gamma: float = 0.0  # R1 penalty weight (0 = off)
+    r1_every: int = 16  # lazy regularization: the penalty every this many steps, scaled by it
 
     def _autocast(self, device: torch.device):
         if self.autocast_dtype is None:
@@ -44,9 +46,11 @@ class GANStep:
         return torch.autocast(device.type, dtype=self.autocast_dtype)
 
     def __call__(
-        self, reals: list[torch.Tensor], zs: list[torch.Tensor], alphas: list[torch.Tensor]
+        self, reals: list[torch.Tensor], zs: list[torch.Tensor], alphas: list[torch.Tensor],
+        step: int = 0,
     ) -> dict[str, torch.Tensor]:
-        """reals/zs/alphas: one entry per critic step. Returns losses as detached tensors.
+        """reals/zs/alphas: one entry per critic step; ``step``: the generator steps done so
+        far (when the lazy R1 step is due). Returns losses as detached tensors.
 
         The generator step reuses the last critic step's fakes (as pytorch/examples' DCGAN
         does) and freezes D's parameters, so its backward skips D's weight gradients, which
@@ -72,6 +76,8 @@ class GANStep:
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
+        if self.r1_gamma > 0 and step % self.r1_every == 0:
+            self._r1_step(reals[-1])
 
         d_for_g = self.d_for_g if self.d_for_g is not None else self.d
         d_for_g.requires_grad_(False)
@@ -89,6 +95,20 @@ class GANStep:
             "d_real": real_logits.detach().mean(),
             "d_fake": fake_logits.detach().mean(),
         }
+
+
+    def _r1_step(self, real: torch.Tensor) -> None:
+        """R1 (Mescheder et al. 2018): γ/2·E‖∇ₓD(x)‖² on real images, as its own D step every
+        r1_every steps with its weight scaled by r1_every (StyleGAN2's lazy regularization:
+        the same average penalty at a sixteenth of the double-backward cost)."""
+        real = real.detach().requires_grad_(True)
+        with self._autocast(real.device):
+            logits = self.d(real).float()
+        (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+        penalty = grad.float().square().flatten(1).sum(1).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        (penalty * (self.r1_gamma / 2 * self.r1_every)).backward()
+        self.opt_d.step()
 
 
 def ema_decay_at(step: int, decay: float, start_step: int) -> float:

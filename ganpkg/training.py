@@ -39,8 +39,20 @@ from ganpkg.step import GANStep, ema_decay_at, grad_norm, unwrap, update_ema
 
 # Train keys that change what a resumed run computes; the rest (frequencies, paths, the step
 # budget, the device) may differ between the original run and its resumption.
-RESULT_KEYS = ("loss", "n_critic", "gp_weight", "batch_size", "lr_g", "lr_d", "beta1", "beta2",
-               "ema_decay", "ema_start_step", "seed")
+RESULT_KEYS = ("loss", "n_critic", "gp_weight", "batch_size", "lr_g", "lr_d", "lr_schedule",
+               "beta1", "beta2", "ema_decay", "ema_start_step", "r1_gamma", "r1_every", "seed")
+
+
+# Result keys newer than some checkpoints: what an older checkpoint's config meant by them.
+TRAIN_DEFAULTS = {"lr_schedule": "constant", "r1_gamma": 0.0, "r1_every": 16}
+
+
+def learning_rate_factor(schedule: str, step: int, total_steps: int) -> float:
+    """Multiplier of train.lr_g/lr_d for the update that makes step ``step + 1``: a function
+    of the step alone, so a resumed run continues the same schedule."""
+    if schedule == "linear":
+        return 1.0 - step / total_steps
+    return 1.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -153,8 +165,12 @@ def result_differences(old: dict, config: Config) -> list[str]:
     """The model and result-affecting train keys in which a saved config (a checkpoint's or a
     run directory's config.yaml, as a dict) differs from ``config``."""
     new = config.model_dump(mode="json")
+    keys = RESULT_KEYS
+    if new["train"]["lr_schedule"] != "constant":  # the schedule's length is the step budget
+        keys = (*keys, "total_steps")
     diffs = [f"model.{k}" for k in new["model"] if old["model"].get(k) != new["model"][k]]
-    return diffs + [f"train.{k}" for k in RESULT_KEYS if old["train"].get(k) != new["train"][k]]
+    return diffs + [f"train.{k}" for k in keys
+                    if old["train"].get(k, TRAIN_DEFAULTS.get(k)) != new["train"][k]]
 
 
 def _check_resumable(state: dict, config: Config, path: Path) -> None:
@@ -219,6 +235,9 @@ class Trainer:
                 config.model.g_norm, config.model.d_norm):
             raise UserError("multi-process training on CPU needs model.g_norm=none and "
                             "model.d_norm=none (SyncBatchNorm runs on CUDA only)")
+        if runtime.distributed and t.r1_gamma > 0:
+            raise UserError("train.r1_gamma > 0 needs a double backward, which DDP does not "
+                            "support; set train.r1_gamma=0 for multi-process training")
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
         g, d = g.to(runtime.device, memory_format=fmt), d.to(runtime.device, memory_format=fmt)
         self.g_ema.to(runtime.device)
@@ -236,7 +255,8 @@ class Trainer:
         use_bf16 = t.bf16 and runtime.device.type == "cuda"
         self.step_fn = GANStep(g, d, self.opt_g, self.opt_d, loss, t.gp_weight,
                                torch.bfloat16 if use_bf16 else None, d_for_g=unwrap(d) if
-                               runtime.distributed else None)
+                               runtime.distributed else None, r1_gamma=t.r1_gamma,
+                               r1_every=t.r1_every)
         self.noise = torch.Generator().manual_seed(t.seed)
         self.order = DataOrder(len(data), t.batch_size, t.seed)
         self.step = 0
@@ -317,7 +337,11 @@ class Trainer:
             self._sample()
         tick, tick_step = time.perf_counter(), self.step
         while self.step < t.total_steps:
-            losses = self.step_fn(*self._inputs())
+            factor = learning_rate_factor(t.lr_schedule, self.step, t.total_steps)
+            for opt, lr in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * factor
+            losses = self.step_fn(*self._inputs(), step=self.step)
             self.step += 1
             self.guard.observe(self.step, losses)  # device-side; read at the next log step
             update_ema(self.g_ema, self.g_plain,

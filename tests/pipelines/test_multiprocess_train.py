@@ -13,7 +13,8 @@ from pipelines.tracking import get_client
 from pipelines.train_worker import RESULT_FILE
 
 TWO_RANKS = ["train.nproc_per_node=2"]
-NO_BN = ["model.g_norm=none", "model.d_norm=none", "model.spectral_norm=true"]
+NO_BN = ["model.g_norm=none", "model.d_norm=none", "model.spectral_norm=true",
+         "train.r1_gamma=0"]
 LINEAGE = {"data_dvc_md5": "test-data", "prepared_md5": "test-prepared"}
 
 

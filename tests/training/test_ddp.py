@@ -22,7 +22,7 @@ from ganpkg.errors import UserError
 from ganpkg.runtime import Runtime
 from ganpkg.training import Trainer, train
 
-NO_BN = ["model.g_norm=none", "model.d_norm=none", "model.spectral_norm=true",
+NO_BN = ["model.g_norm=none", "model.d_norm=none", "model.spectral_norm=true", "train.r1_gamma=0",
          "train.total_steps=2", "train.checkpoint_every_steps=1", "train.keep_checkpoints=5"]
 
 
@@ -58,6 +58,10 @@ def test_multi_process_cpu_refuses_batchnorm_and_gradient_penalty(tiny_config):
     two_ranks = Runtime(torch.device("cpu"), rank=0, world_size=2)
     with pytest.raises(UserError, match="g_norm=none"):
         Trainer(tiny_config, data, two_ranks, NullCallback())
+    tiny_config.model.g_norm = tiny_config.model.d_norm = "none"
+    with pytest.raises(UserError, match="train.r1_gamma"):  # R1: a double backward too
+        Trainer(tiny_config, data, two_ranks, NullCallback())
+    tiny_config.train.r1_gamma = 0.0
     tiny_config.train.loss = "wgan_gp"
     with pytest.raises(UserError, match="wgan_gp"):
         Trainer(tiny_config, data, two_ranks, NullCallback())
