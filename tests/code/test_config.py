@@ -44,9 +44,9 @@ def test_cross_field_check(tmp_path):
 
 def test_overrides_apply_and_parse_yaml_scalars():
     config = load_config(None, ["train.total_steps=7", "model.spectral_norm=true",
-                                "train.lr_g=1e-3"])
+                                "train.lr_g=3e-3"])
     assert config.train.total_steps == 7 and config.model.spectral_norm is True
-    assert config.train.lr_g == pytest.approx(1e-3)
+    assert config.train.lr_g == pytest.approx(3e-3)
     with pytest.raises(UserError, match="section.key=value"):
         load_config(None, ["train.total_steps"])
     with pytest.raises(UserError, match="train.nope"):

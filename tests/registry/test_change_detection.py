@@ -40,7 +40,7 @@ def test_same_result_keys_do_not_retrain_whatever_the_schedule_gate_or_outputs(c
 
 
 @pytest.mark.parametrize("override, said", [
-    ("train.lr_g=0.0001", "train.lr_g 0.0002 → 0.0001"),
+    ("train.lr_g=0.0001", "train.lr_g 0.001 → 0.0001"),
     ("model.g_width=12", "model.g_width 8 → 12"),
     ("eval.n_samples=999", "eval.n_samples"),
 ])

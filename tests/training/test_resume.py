@@ -69,6 +69,6 @@ def test_checkpoint_is_self_describing(tiny_config):
 def test_resume_refuses_a_different_config(tiny_overrides):
     train(load_config(None, tiny_overrides))
     with pytest.raises(UserError, match="train.lr_g"):
-        train(load_config(None, tiny_overrides + ["train.total_steps=20", "train.lr_g=0.001"]))
+        train(load_config(None, tiny_overrides + ["train.total_steps=20", "train.lr_g=0.002"]))
     # Raising the step budget is allowed and continues the same run.
     assert train(load_config(None, tiny_overrides + ["train.total_steps=16"])).step == 16
