@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
 from ganpkg.data.prepared import PreparedDataset, float_to_uint8, uint8_to_float
 from ganpkg.evaluation.reference_stats import split_indices
@@ -65,7 +66,7 @@ class SecondExtractor:
         test = self.holdout_idx[:5000]
         logits = self._run(uint8_to_float(dataset.batch_uint8(test)))[1]
         self.test_accuracy = float((logits.argmax(1).numpy() == targets[test]).mean())
-        self.reference = self._stats(self._real(self.train_idx))
+        self.reference = fid_features_to_statistics(self._real(self.train_idx))
 
     @torch.no_grad()
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,18 +77,9 @@ class SecondExtractor:
         return torch.cat([self._run(uint8_to_float(self.dataset.batch_uint8(idx[i:i + 5000])))[0]
                           for i in range(0, len(idx), 5000)])
 
-    @staticmethod
-    def _stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        f = features.numpy()
-        return f.mean(0), np.cov(f, rowvar=False)
-
     def _fid(self, features: torch.Tensor) -> float:
-        from torch_fidelity.metric_fid import fid_statistics_to_metric
-
-        mu, sigma = self._stats(features)
-        ref_mu, ref_sigma = self.reference
-        return float(fid_statistics_to_metric({"mu": mu, "sigma": sigma},
-                                              {"mu": ref_mu, "sigma": ref_sigma},
+        return float(fid_statistics_to_metric(fid_features_to_statistics(features),
+                                              self.reference,
                                               verbose=False)["frechet_inception_distance"])
 
     def measure(self, features: torch.Tensor, resamples: int = 50) -> tuple[float, float]:

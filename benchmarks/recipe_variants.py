@@ -27,6 +27,9 @@ from ganpkg.evaluation.fidelity import evaluate_generator
 from ganpkg.sampling import fixed_noise, save_grid
 from ganpkg.training import train
 
+# Every variant starts from the recipe before issue 13 (Adam 2e-4, β1 0.5, no R1), so the survey
+# reproduces whatever params.yaml now says; b03_r1_1 is the default the survey chose.
+BEFORE_ISSUE_13 = ["train.lr_g=2e-4", "train.lr_d=2e-4", "train.beta1=0.5", "train.r1_gamma=0"]
 B03 = ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.beta1=0.3"]  # round 2's best
 VARIANTS: dict[str, list[str]] = {
     "default": [],
@@ -50,7 +53,7 @@ VARIANTS: dict[str, list[str]] = {
     "d_sn_nobn": ["model.d_norm=none", "model.spectral_norm=true"],
     # round 2: on top of the larger learning rate, which won round 1
     "lr_2e-3": ["train.lr_g=2e-3", "train.lr_d=2e-3"],
-    "lr_1e-3_beta1_0.3": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.beta1=0.3"],
+    "lr_1e-3_beta1_0.3": B03,
     "lr_g1e-3_d5e-4": ["train.lr_g=1e-3", "train.lr_d=5e-4"],
     "lr_g5e-4_d1e-3": ["train.lr_g=5e-4", "train.lr_d=1e-3"],
     "lr_1e-3_ema_0.99": ["train.lr_g=1e-3", "train.lr_d=1e-3", "train.ema_decay=0.99"],
@@ -93,7 +96,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:  # seeds outermost: each variant sees the same machine load
             for name in names:
-                cfg = load_config("params.yaml", [*VARIANTS[name], f"train.seed={seed}",
+                cfg = load_config("params.yaml", [*BEFORE_ISSUE_13, *VARIANTS[name],
+                                                  f"train.seed={seed}",
                                                   f"train.run_dir={tmp}/{name}-{seed}",
                                                   "train.device=cpu", "eval.device=cpu",
                                                   f"eval.n_samples={args.n}", "eval.floor=false",

@@ -63,7 +63,9 @@ def make_trainer(width: int, batch: int, device: torch.device, root: Path) -> Tr
     prepared = write_prepared(root / "prepared", images, np.zeros(n, np.int64), {})
     config = load_config(None, [f"model.g_width={width}", f"model.d_width={width}",
                                 f"train.batch_size={batch}", f"data.prepared_dir={prepared}",
-                                f"train.run_dir={root / 'run'}", f"train.device={device.type}"])
+                                f"train.run_dir={root / 'run'}", f"train.device={device.type}",
+                                # the example's optimiser and no R1: the same math, step for step
+                                "train.beta1=0.5", "train.r1_gamma=0"])
     return Trainer(config, open_prepared(prepared), Runtime(device), NullCallback())
 
 
@@ -79,12 +81,13 @@ def update_gap(trainer: Trainer, steps: int = 5) -> float:
     ours.d_plain.double()
     ref = ReferenceDCGANStep(copy.deepcopy(ours.g_plain).to(memory_format=torch.contiguous_format),
                              copy.deepcopy(ours.d_plain).to(memory_format=torch.contiguous_format),
-                             trainer.config.train.lr_g, (0.5, 0.999))
+                             trainer.config.train.lr_g,
+                             (trainer.config.train.beta1, trainer.config.train.beta2))
     start = [p.detach().clone() for p in ours.g_plain.parameters()]
-    for _ in range(steps):
+    for step in range(steps):
         reals, zs, alphas = ours._inputs()
         reals, zs = [r.double() for r in reals], [z.double() for z in zs]
-        ours.step_fn(reals, zs, alphas)
+        ours.step_fn(reals, zs, alphas, step=step)
         ref(reals[0].contiguous(), zs[0])
     ours_delta = torch.cat([(p.detach() - s).flatten()
                             for p, s in zip(ours.g_plain.parameters(), start)])
@@ -107,7 +110,8 @@ def main() -> None:
         gap = update_gap(trainer)
         ref = ReferenceDCGANStep(copy.deepcopy(trainer.g_plain).to(memory_format=torch.contiguous_format),
                                  copy.deepcopy(trainer.d_plain).to(memory_format=torch.contiguous_format),
-                                 trainer.config.train.lr_g, (0.5, 0.999))
+                                 trainer.config.train.lr_g,
+                             (trainer.config.train.beta1, trainer.config.train.beta2))
         if device.type == "cuda":
             # The reference's fp32 numbers against ganpkg's bf16 autocast: the GPU profile.
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -119,8 +123,8 @@ def main() -> None:
                 torch.cuda.synchronize()
 
         def ours_round() -> None:
-            for _ in range(args.steps):
-                trainer.step_fn(*trainer._inputs())
+            for step in range(args.steps):
+                trainer.step_fn(*trainer._inputs(), step=step)
 
         def ref_round() -> None:
             for _ in range(args.steps):

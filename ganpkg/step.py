@@ -47,7 +47,7 @@ class GANStep:
 
     def __call__(
         self, reals: list[torch.Tensor], zs: list[torch.Tensor], alphas: list[torch.Tensor],
-        step: int = 0,
+        step: int,
     ) -> dict[str, torch.Tensor]:
         """reals/zs/alphas: one entry per critic step; ``step``: the generator steps done so
         far (when the lazy R1 step is due). Returns losses as detached tensors.
@@ -95,7 +95,6 @@ class GANStep:
             "d_real": real_logits.detach().mean(),
             "d_fake": fake_logits.detach().mean(),
         }
-
 
     def _r1_step(self, real: torch.Tensor) -> None:
         """R1 (Mescheder et al. 2018): γ/2·E‖∇ₓD(x)‖² on real images, as its own D step every
