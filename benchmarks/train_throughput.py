@@ -65,7 +65,8 @@ def make_trainer(width: int, batch: int, device: torch.device, root: Path) -> Tr
                                 f"train.batch_size={batch}", f"data.prepared_dir={prepared}",
                                 f"train.run_dir={root / 'run'}", f"train.device={device.type}",
                                 # the example's optimiser and no R1: the same math, step for step
-                                "train.beta1=0.5", "train.r1_gamma=0"])
+                                "train.lr_g=2e-4", "train.lr_d=2e-4", "train.beta1=0.5",
+                                "train.r1_gamma=0"])
     return Trainer(config, open_prepared(prepared), Runtime(device), NullCallback())
 
 
