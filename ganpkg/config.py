@@ -25,7 +25,17 @@ def registered(registry: Registry) -> Any:
     return Annotated[str, AfterValidator(registry.check)]
 
 
+AUTO_EXTRACTOR = "auto"
+
+
+def _extractor_choice(name: str) -> str:
+    """``auto`` or a registered extractor."""
+    return name if name == AUTO_EXTRACTOR else FEATURE_EXTRACTORS.check(name)
+
+
 def _gate_metric(name: str) -> str:
+    if name in metrics.METRICS and metrics.METRICS.get(name).gateable:
+        return name  # a bare stem: measured on whichever extractor eval.extractor resolves to
     parsed = metrics.parse(name)
     if parsed is None or parsed.qualifier is not None or not parsed.metric.gateable:
         stems = [m for m in metrics.METRICS.names() if metrics.METRICS.get(m).gateable]
@@ -136,10 +146,37 @@ class DomainExtractorConfig(Section):
     seed: int = Field(default=0, ge=0)
 
 
+class SelfSupExtractorConfig(Section):
+    """Stage `train_selfsup`: the label-free extractor (contrastive, on the prepared images
+    without their labels), the default yardstick for any folder of images."""
+
+    weights: str = Field(default="extractor/selfsup.pt", description="where the stage writes it")
+    report: str = Field(default="extractor/selfsup.json", description="its held-out view scores")
+    width: int = Field(default=16, gt=0, description="channels of the first conv layer")
+    feature_dim: int = Field(default=128, gt=1, description="features FID/KID/PR are computed on")
+    projection_dim: int = Field(default=64, gt=1, description="NT-Xent's projection (discarded)")
+    prototypes: int = Field(default=16, gt=1, description="k-means centres: IS's classes")
+    steps: int = Field(default=200, gt=0, description="optimizer steps (batch_size images each)")
+    batch_size: int = Field(default=128, gt=1, description="NT-Xent's negatives: 2×batch−2")
+    lr: float = Field(default=2e-3, gt=0)
+    temperature: float = Field(default=0.2, gt=0, description="NT-Xent's softmax temperature")
+    min_crop_area: float = Field(default=0.6, gt=0, le=1, description="crops: area fraction")
+    max_shift: float = Field(default=0.1, ge=0, lt=1, description="translations: side fraction")
+    flip: bool = Field(
+        default=False,
+        description="mirror views: off, or mirrored digits and text would score as real",
+    )
+    seed: int = Field(default=0, ge=0)
+
+
 class EvalConfig(Section):
     """Evaluation protocol (torch-fidelity): what is measured, on what, against which reference."""
 
-    extractor: registered(FEATURE_EXTRACTORS) = "domain"  # offline-capable default
+    extractor: Annotated[str, AfterValidator(_extractor_choice)] = Field(
+        default=AUTO_EXTRACTOR,
+        description="auto: the label classifier (domain) where every prepared image has a "
+                    "label, else the label-free encoder (selfsup); or a registered name",
+    )
     inception_weights: str | None = Field(
         default=None, description="local copy of torch-fidelity's Inception weights (offline)"
     )
@@ -149,6 +186,7 @@ class EvalConfig(Section):
         description="expected sha256 (or its prefix); null = the prefix in torch-fidelity's URL",
     )
     domain: DomainExtractorConfig = DomainExtractorConfig()
+    selfsup: SelfSupExtractorConfig = SelfSupExtractorConfig()
     n_samples: int = Field(default=10_000, gt=1)
     batch_size: int = Field(default=200, gt=0)
     seed: int = Field(default=0, ge=0)
@@ -204,8 +242,9 @@ class RegistryConfig(Section):
 
     model_name: str = Field(default="ganpkg-generator", pattern=r"^[A-Za-z0-9_.-]+$")
     primary_metric: Annotated[str, AfterValidator(_gate_metric)] = Field(
-        default="fid_domain",
-        description="metric the gate compares, <stem>_<extractor> (ganpkg/metrics.py)",
+        default="fid",
+        description="metric the gate compares: <stem>_<extractor> (ganpkg/metrics.py), or a "
+                    "bare stem (fid) for that stem on the extractor eval.extractor resolves to",
     )
     margin: float = Field(
         default=0.0, ge=0,
@@ -269,11 +308,32 @@ class Config(Section):
         """
         enabled = {flag: getattr(self.eval, flag) for flag in ("fid", "isc", "kid", "prc",
                                                                "memorization")}
+        name, extractor = self.registry.primary_metric, self.eval.extractor
+        if extractor == AUTO_EXTRACTOR or name in metrics.METRICS:
+            stem = name if name in metrics.METRICS else metrics.parse(name).metric.stem
+            if extractor == AUTO_EXTRACTOR:  # checked again once the data names the extractor
+                flag = metrics.METRICS.get(stem).flag
+                if not enabled.get(flag, False):
+                    raise UserError(f"registry.primary_metric {name} needs eval.{flag}=true")
+                return
+            name = metrics.metric_name(stem, metrics.extractor_short_names()[extractor])
         try:
-            metrics.check_primary_metric(self.registry.primary_metric, self.eval.extractor,
-                                         enabled)
+            metrics.check_primary_metric(name, extractor, enabled)
         except ValueError as err:
             raise UserError(f"registry.primary_metric {err}") from None
+
+    def with_extractor_for(self, labeled: bool) -> Config:
+        """``eval.extractor: auto`` and a bare ``registry.primary_metric`` made concrete for data
+        that is labeled or not (in place; returns self): the classifier where every image has a
+        label, since it ranks generators and sees dropped classes best (benchmarks/yardstick.py),
+        else the label-free encoder."""
+        if self.eval.extractor == AUTO_EXTRACTOR:
+            self.eval.extractor = "domain" if labeled else "selfsup"
+        stem = self.registry.primary_metric
+        if stem in metrics.METRICS:
+            short = metrics.extractor_short_names()[self.eval.extractor]
+            self.registry.primary_metric = metrics.metric_name(stem, short)
+        return self
 
     def params_hash(self) -> str:
         """sha256 of the canonical JSON of the config (lineage tag).

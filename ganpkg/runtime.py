@@ -70,20 +70,44 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 REPRODUCIBLE_THREADS = 1
 
 
+# The CPU code paths of a process whose bytes must not depend on the CPU it runs on. ATen picks
+# its kernels by the CPU's vector units (AVX-512, AVX2, ...) and MKL its GEMM the same way, and
+# their float sums differ in the last bits; "default" and "COMPATIBLE" are the paths every
+# x86-64 CPU has. Both are read once, when torch and MKL load: a process must start with them
+# (pipelines re-executes the extractor stage with them). oneDNN and NNPACK dispatch by CPU too,
+# and are switched off inside ``reproducible``.
+PINNED_CPU_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def cpu_code_paths() -> str:
+    """'pinned' when this process runs the CPU-independent paths (PINNED_CPU_ENV), else the
+    ATen capability it runs (then the bytes are reproducible on this CPU family only)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    pinned = capability == "DEFAULT" and os.environ.get("MKL_CBWR") == "COMPATIBLE"
+    return "pinned" if pinned else f"native ({capability})"
+
+
 @contextmanager
 def reproducible(seed: int) -> Iterator[None]:
     """Bit-reproducible CPU work inside: one thread, deterministic kernels (an error where an
-    op has none), torch seeded; the process's settings come back afterwards."""
+    op has none), no CPU-dispatched convolution libraries (oneDNN, NNPACK), torch seeded; the
+    process's settings come back afterwards. Same bytes on any x86-64 CPU only in a process
+    started with PINNED_CPU_ENV (``cpu_code_paths() == 'pinned'``)."""
     threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    mkldnn = torch.backends.mkldnn.enabled
     torch.set_num_threads(REPRODUCIBLE_THREADS)
     torch.use_deterministic_algorithms(True)
+    torch.backends.mkldnn.enabled = False
+    nnpack = torch.backends.nnpack.set_flags(False)
     torch.manual_seed(seed)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(strict, warn_only=warn_only)
+        torch.backends.mkldnn.enabled = mkldnn
+        torch.backends.nnpack.set_flags(*nnpack)
 
 
 def capture_rng(noise: torch.Generator) -> dict[str, Any]:

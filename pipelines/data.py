@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ganpkg.config import DataConfig
+from ganpkg.config import Config, DataConfig
 from ganpkg.errors import UserError
 from ganpkg.files import hash_bytes, hash_file
 
@@ -176,6 +176,25 @@ def verify_raw_snapshot(repo: str | Path = ".", accept_new: bool = False) -> str
 def repro_prepare(repo: str | Path = ".") -> str:
     """``dvc repro prepare`` (a no-op when nothing it reads changed); returns DVC's output."""
     return repro(repo, "prepare")
+
+
+def repro_for(config: Config, repo: str | Path = ".") -> str:
+    """``dvc repro`` of what this data supports: prepare, the label-free extractor, and the
+    label classifier where every image has a label (on a folder without labels that stage
+    cannot run, and is left out). A config that evaluates with the classifier on such data is
+    refused in one line."""
+    from ganpkg.data.prepared import open_prepared
+    from ganpkg.evaluation.extractors import all_labeled
+
+    out = repro(repo, "prepare")
+    stages = ["train_selfsup"]
+    if all_labeled(open_prepared(Path(repo, config.data.prepared_dir)).labels):
+        stages.append("train_extractor")
+    elif config.eval.extractor == "domain":
+        raise UserError(f"{config.data.prepared_dir}: some images have no label (or one class "
+                        f"only), so eval.extractor=domain (a classifier of the labels) cannot "
+                        f"be trained: use eval.extractor=auto or selfsup (the label-free encoder)")
+    return out + repro(repo, *stages)
 
 
 def push(repo: str | Path = ".", remote: str | None = None) -> str:

@@ -42,9 +42,10 @@ def sync_data(config: Config) -> str:
 
 
 @task(retries=2, retry_delay_seconds=[2, 5])
-def prepare_data() -> dict[str, Any]:
-    """`dvc repro` (skipped by DVC when nothing changed), `dvc push`, then the data lineage."""
-    data_glue.repro()
+def prepare_data(config: Config) -> dict[str, Any]:
+    """`dvc repro` of what the data supports (skipped by DVC when nothing changed), `dvc push`,
+    then the data lineage."""
+    data_glue.repro_for(config)
     data_glue.push()
     return data_glue.data_lineage()
 
@@ -133,12 +134,15 @@ def register_model(config: Config, trained: dict[str, Any], evaluated: dict[str,
 
 # -- the flow ------------------------------------------------------------------------------------
 def resolve_run_config(config_path: str | None, overrides: list[str], run_key: str) -> Config:
-    """params.yaml + overrides, with a run_dir of its own for this flow run."""
+    """params.yaml + overrides, with a run_dir of its own for this flow run; ``auto`` choices
+    made where the data is prepared already (retrain makes them again after preparing it)."""
+    from ganpkg.evaluation.extractors import resolve_auto
+
     data_glue.refuse_dvc_overrides(overrides)  # also for runs started through the API
     config = load_config(config_path, overrides)
     if not any(o.startswith("train.run_dir=") for o in overrides):
         config.train.run_dir = str(Path(config.train.run_dir).parent / config.name / run_key)
-    return config
+    return resolve_auto(config)
 
 
 @flow(name="retrain", log_prints=True)
@@ -149,7 +153,7 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     Args:
         config_path: The params file, relative to the project folder (params.yaml).
         overrides: section.key=value items on top of it, e.g. train.total_steps=3000. Keys
-            DVC's stages read (data.*, eval.domain.*) are refused: edit the params file.
+            DVC's stages read (data.*, eval.selfsup.*, eval.domain.*) are refused: edit the params file.
         force: Retrain even if the data and the result-affecting params are the champion's.
     """
     fault_at_step = injected_fault_step()
@@ -161,6 +165,7 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     check_ready(config)  # offline weights, gate metric: fail before any work
     with clock("data"):
         lineage = sync_and_prepare(config)
+    check_ready(config)  # the extractor eval.extractor=auto picked for this data, now trained
     go, reason = should_train(config, lineage, force)
     if not go:
         logger.info("nothing changed: %s", reason)
@@ -217,13 +222,14 @@ def sync_and_prepare(config: Config) -> dict[str, Any]:
         ensure_concurrency_limit(name)
     with concurrency(WORKSPACE_LIMIT, occupy=1, strict=True):
         sync_data(config)
-        return prepare_data()
+        return prepare_data(config)
 
 
 def check_ready(config: Config) -> None:
     """Everything that would fail late, checked before training starts."""
-    from ganpkg.evaluation.extractors import check_eval_ready
+    from ganpkg.evaluation.extractors import check_eval_ready, resolve_auto
 
+    resolve_auto(config)
     check_eval_ready(config)
     config.check_gate_metric()
 

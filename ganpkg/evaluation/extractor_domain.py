@@ -27,18 +27,20 @@ from ganpkg.device import resolve_device
 from ganpkg.errors import UserError
 from ganpkg.evaluation.reference_stats import prepared_md5, split_indices
 from ganpkg.files import hash_file, write_atomic
-from ganpkg.runtime import reproducible
+from ganpkg.runtime import cpu_code_paths, reproducible
 
 if TYPE_CHECKING:
     from ganpkg.config import EvalConfig
 
 DOMAIN_FORMAT = "ganpkg-domain-extractor/1"
+SELFSUP_FORMAT = "ganpkg-selfsup-extractor/1"  # extractor_selfsup.py
 
 
 class DomainNet(nn.Module):
     """Conv net for any square resolution: features (pre-activation) and class logits."""
 
-    def __init__(self, channels: int, num_classes: int, width: int, feature_dim: int):
+    def __init__(self, channels: int, num_classes: int, width: int, feature_dim: int,
+                 first_stride: int = 1):
         super().__init__()
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
@@ -46,7 +48,7 @@ class DomainNet(nn.Module):
                     nn.ReLU(inplace=True)]
 
         self.body = nn.Sequential(
-            *block(channels, width, 1), *block(width, 2 * width, 2),
+            *block(channels, width, first_stride), *block(width, 2 * width, 2),
             *block(2 * width, 4 * width, 2), *block(4 * width, 4 * width, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
@@ -58,43 +60,80 @@ class DomainNet(nn.Module):
         return features, self.head(features)
 
 
-def read_domain_meta(path: str | Path) -> dict:
-    """The domain extractor file (weights-only torch.save), validated as ours."""
+PROTOTYPE_TEMPERATURE = 0.1  # label-free logits: cosine / 0.1, a clear nearest centre takes most
+
+
+class PrototypeHead(nn.Module):
+    """Logits of the label-free extractor: cosine similarity of the features to fixed centres."""
+
+    def __init__(self, n_prototypes: int, feature_dim: int):
+        super().__init__()
+        self.register_buffer("prototypes", torch.zeros(n_prototypes, feature_dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features, dim=1) @ self.prototypes.t() / PROTOTYPE_TEMPERATURE
+
+
+# file format → (the params key naming the file, the dvc stage that trains it)
+EXTRACTOR_FILES = {
+    DOMAIN_FORMAT: ("eval.domain.weights", "train_extractor"),
+    SELFSUP_FORMAT: ("eval.selfsup.weights", "train_selfsup"),
+}
+
+
+def read_extractor_file(path: str | Path, expected: str = DOMAIN_FORMAT) -> dict:
+    """A trained extractor file (weights-only torch.save) of format ``expected``, validated."""
+    key, stage = EXTRACTOR_FILES[expected]
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
         # torch.load fails on junk in many ways (struct.error, UnpicklingError, EOFError, ...);
         # whatever the way, the file is the user's to replace.
-        raise UserError(f"eval.domain.weights: {path} is not readable ({err.__class__.__name__}); "
-                        f"retrain it with `dvc repro train_extractor`") from None
-    if not isinstance(blob, dict) or blob.get("format") != DOMAIN_FORMAT:
-        raise UserError(f"eval.domain.weights: {path} is not a ganpkg domain extractor "
-                        f"(expected format {DOMAIN_FORMAT}); retrain it with "
-                        f"`dvc repro train_extractor`")
+        raise UserError(f"{key}: {path} is not readable ({err.__class__.__name__}); "
+                        f"retrain it with `dvc repro {stage}`") from None
+    if not isinstance(blob, dict) or blob.get("format") != expected:
+        raise UserError(f"{key}: {path} is not a ganpkg extractor of format {expected}; "
+                        f"retrain it with `dvc repro {stage}`")
     return blob
 
 
-def build_domain_net(meta: dict) -> DomainNet:
-    """The network described by a domain extractor file (weights not loaded)."""
+def read_domain_meta(path: str | Path) -> dict:
+    """The domain extractor file, validated as ours."""
+    return read_extractor_file(path, DOMAIN_FORMAT)
+
+
+def build_extractor_net(meta: dict) -> DomainNet:
+    """The network an extractor file describes (weights not loaded): the classifier, or the
+    label-free encoder with its prototype head."""
+    if meta["format"] == SELFSUP_FORMAT:
+        n = int(meta["n_prototypes"])
+        net = DomainNet(int(meta["channels"]), n, int(meta["width"]), int(meta["feature_dim"]),
+                        int(meta["first_stride"]))
+        net.head = PrototypeHead(n, int(meta["feature_dim"]))
+        return net
     return DomainNet(int(meta["channels"]), len(meta["classes"]), int(meta["width"]),
                      int(meta["feature_dim"]))
 
 
 class FeatureExtractorDomain(FeatureExtractorBase):
-    """torch-fidelity feature extractor over a trained ``DomainNet``.
+    """torch-fidelity feature extractor over a trained ``DomainNet`` (the classifier, or the
+    label-free encoder: ``expected_format`` of the subclass).
 
     Takes what every torch-fidelity extractor takes, uint8 B×3×H×W, so it works on the
     generator in memory and on PNG folders alike (the `fidelity` CLI included).
     """
 
+    expected_format = DOMAIN_FORMAT
+
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
+        stage = EXTRACTOR_FILES[self.expected_format][1]
         vassert(feature_extractor_weights_path is not None,
-                f"{name} needs feature_extractor_weights_path (train it: dvc repro train_extractor)")
-        meta = read_domain_meta(feature_extractor_weights_path)
+                f"{name} needs feature_extractor_weights_path (train it: dvc repro {stage})")
+        meta = read_extractor_file(feature_extractor_weights_path, self.expected_format)
         self.channels = int(meta["channels"])
         self.resolution = int(meta["resolution"])
-        self.net = build_domain_net(meta)
+        self.net = build_extractor_net(meta)
         self.net.load_state_dict(meta["state_dict"])
         self.requires_grad_(False)
         self.eval()
@@ -131,10 +170,16 @@ class FeatureExtractorDomain(FeatureExtractorBase):
         return (torch.rand([1, 3, 8, 8]) * 255).to(torch.uint8)
 
 
-def register_domain_extractor(name: str) -> str:
-    """Register the domain extractor with torch-fidelity under ``name`` (idempotent)."""
+class FeatureExtractorSelfSup(FeatureExtractorDomain):
+    """torch-fidelity feature extractor over the label-free encoder (extractor_selfsup.py)."""
+
+    expected_format = SELFSUP_FORMAT
+
+
+def register_domain_extractor(name: str, cls: type = FeatureExtractorDomain) -> str:
+    """Register a trained extractor class with torch-fidelity under ``name`` (idempotent)."""
     if name not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(name, FeatureExtractorDomain)
+        register_feature_extractor(name, cls)
     return name
 
 
@@ -221,6 +266,7 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
         "classes": [int(c) for c in classes], "width": dom.width, "feature_dim": dom.feature_dim,
         "data_md5": prepared_md5(dataset), "test_accuracy": accuracy,
         "n_train": len(splits["train"]), "n_test": len(splits["holdout"]), "device": dev.type,
+        "cpu_code_paths": cpu_code_paths(),
     }
     state = {k: v.cpu() for k, v in net.state_dict().items()}
     write_atomic(out, lambda f: torch.save({**meta, "state_dict": state}, f))

@@ -128,6 +128,7 @@ class InceptionExtractor:
 
     fidelity_name = "inception-v3-compat"
     short = "inception"
+    dvc_stage = None  # downloaded (or copied), not trained
 
     @staticmethod
     def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
@@ -171,6 +172,7 @@ class DomainExtractor:
 
     fidelity_name = "ganpkg-domain"
     short = "domain"
+    dvc_stage = "train_extractor"
 
     @staticmethod
     def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
@@ -195,9 +197,68 @@ class DomainExtractor:
         )
 
 
-def resolve_extractor(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
-    """The extractor eval.extractor names, with verified weights (UserError when unavailable)."""
-    return FEATURE_EXTRACTORS.get(cfg.extractor).resolve(cfg, download=download)
+# -- the label-free encoder (extractor_selfsup.py) ----------------------------------------------
+@FEATURE_EXTRACTORS.register("selfsup")
+class SelfSupExtractor:
+    """The contrastive encoder the train_selfsup stage trains on the prepared images, no labels."""
+
+    fidelity_name = "ganpkg-selfsup"
+    short = "selfsup"
+    dvc_stage = "train_selfsup"
+
+    @staticmethod
+    def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
+        """The trained label-free encoder named by eval.selfsup.weights."""
+        from ganpkg.evaluation.extractor_domain import (
+            SELFSUP_FORMAT,
+            FeatureExtractorSelfSup,
+            read_extractor_file,
+            register_domain_extractor,
+        )
+
+        path = Path(cfg.selfsup.weights)
+        if not path.is_file():
+            raise UserError(
+                f"eval.selfsup.weights: {path} not found; train it once per data version with "
+                f"`dvc repro train_selfsup` (or `ganpkg train-extractor selfsup`)"
+            )
+        meta = read_extractor_file(path, SELFSUP_FORMAT)
+        register_domain_extractor(SelfSupExtractor.fidelity_name, FeatureExtractorSelfSup)
+        return ExtractorSpec(
+            "selfsup", SelfSupExtractor.fidelity_name, str(path), hash_file(path, "sha256"),
+            input_resolution=int(meta["resolution"]), data_md5=str(meta["data_md5"]),
+            device=meta.get("device"),
+        )
+
+
+def all_labeled(labels) -> bool:
+    """Whether labels (-1 = none) can train the label classifier: every image has one, and
+    there are at least two classes."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    return bool(len(labels) and (labels >= 0).all() and len(np.unique(labels)) >= 2)
+
+
+def resolve_auto(config: Config) -> Config:
+    """``eval.extractor: auto`` (and a bare gate metric) made concrete from the prepared data's
+    labels (Config.with_extractor_for); unchanged while the data is not prepared yet."""
+    from ganpkg.data.prepared import open_prepared
+
+    if not Path(config.data.prepared_dir, "labels.npy").is_file():
+        return config
+    return config.with_extractor_for(all_labeled(open_prepared(config.data.prepared_dir).labels))
+
+
+def resolve_extractor(cfg: EvalConfig, download: bool = True, labels=None) -> ExtractorSpec:
+    """The extractor eval.extractor names, with verified weights (UserError when unavailable);
+    ``auto`` is decided by ``labels`` (the prepared data's)."""
+    name = cfg.extractor
+    if name == "auto":
+        assert labels is not None, "eval.extractor auto needs the prepared labels to resolve"
+        name = "domain" if all_labeled(labels) else "selfsup"
+        cfg = cfg.model_copy(update={"extractor": name})
+    return FEATURE_EXTRACTORS.get(name).resolve(cfg, download=download)
 
 
 def check_eval_ready(config: Config, download: bool = True,
@@ -208,8 +269,12 @@ def check_eval_ready(config: Config, download: bool = True,
     classifier is trained by the `train_extractor` stage after `prepare`, so its absence is only
     an error when ``need_domain_weights`` (a file that is there must be a valid one).
     """
+    config = resolve_auto(config)
     cfg = config.eval
-    if cfg.extractor == "domain" and not need_domain_weights \
-            and not Path(cfg.domain.weights).is_file():
+    if cfg.extractor == "auto":  # no prepared data yet: its stages will train the extractor
+        return None
+    trained = {"domain": cfg.domain.weights, "selfsup": cfg.selfsup.weights}
+    if cfg.extractor in trained and not need_domain_weights \
+            and not Path(trained[cfg.extractor]).is_file():
         return None
     return resolve_extractor(cfg, download=download)

@@ -94,11 +94,13 @@ class EvalResult:
 
 
 def _check_extractor_matches(spec: ExtractorSpec, dataset: PreparedDataset) -> None:
-    if spec.extractor == "domain" and spec.data_md5 != prepared_md5(dataset):
+    """An extractor trained on the prepared data must have been trained on this data version."""
+    stage = {"domain": "train_extractor", "selfsup": "train_selfsup"}.get(spec.extractor)
+    if stage and spec.data_md5 != prepared_md5(dataset):
         raise UserError(
-            f"eval.domain.weights: {spec.weights_path} was trained on other data (md5 "
+            f"eval.{spec.extractor}.weights: {spec.weights_path} was trained on other data (md5 "
             f"{spec.data_md5[:12]}…, prepared is {prepared_md5(dataset)[:12]}…); retrain it "
-            f"with `dvc repro train_extractor`"
+            f"with `dvc repro {stage}`"
         )
 
 
@@ -263,7 +265,7 @@ def evaluate_generator(generator: nn.Module, z_dim: int, dataset: PreparedDatase
 
     With ``out_dir``, writes ``eval.json`` and the closest-pairs PNG there.
     """
-    spec = spec or resolve_extractor(cfg)
+    spec = spec or resolve_extractor(cfg, labels=dataset.labels)
     generator = generator.eval()
     result = calculate(generator, dataset, cfg, spec, z_dim=z_dim,
                        baseline=baseline.eval() if baseline is not None else None)
@@ -290,8 +292,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: Config,
 
     if not Path(checkpoint).is_file():
         raise UserError(f"--checkpoint {checkpoint}: file not found")
-    spec = resolve_extractor(config.eval)  # before loading anything: fail fast
     dataset = open_prepared(config.data.prepared_dir)
+    spec = resolve_extractor(config.eval, labels=dataset.labels)  # before the generator loads
     generator, info = load_generator(checkpoint)
     if (info["channels"], info["resolution"]) != (dataset.channels, dataset.resolution):
         raise UserError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +13,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ganpkg.errors import UserError
 from pipelines.cli.common import ConfigOpt, SetOpt, resolve_config, say
 
 
@@ -66,25 +69,57 @@ def evaluate(checkpoint: CheckpointOpt, config: ConfigOpt = Path("params.yaml"),
     say(f"written: {out / 'eval.json'}")
 
 
-def train_extractor(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Train the domain feature extractor on the prepared labels (dvc stage train_extractor)."""
+TRAINED_EXTRACTORS = ("selfsup", "domain")
+KindArg = Annotated[str, typer.Argument(
+    help="selfsup: the label-free encoder (dvc stage train_selfsup); domain: the classifier "
+         "on the prepared labels (dvc stage train_extractor).")]
+
+
+def _pin_cpu_code_paths() -> None:
+    """Re-execute this command in a process started with the CPU-independent code paths, so the
+    extractor's bytes are the same on any x86-64 CPU (they are read when torch loads)."""
+    from ganpkg.runtime import PINNED_CPU_ENV
+
+    if all(os.environ.get(k) == v for k, v in PINNED_CPU_ENV.items()):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "pipelines", *sys.argv[1:]],
+              {**os.environ, **PINNED_CPU_ENV})
+
+
+def train_extractor(kind: KindArg = "selfsup", config: ConfigOpt = Path("params.yaml"),
+                    set_: SetOpt = None) -> None:
+    """Train a feature extractor on the prepared images, bit-reproducibly on any x86-64 CPU
+    (the DVC stages train_selfsup and train_extractor run this)."""
+    if kind not in TRAINED_EXTRACTORS:
+        raise UserError(f"train-extractor: {kind!r} unknown; allowed: "
+                        f"{', '.join(TRAINED_EXTRACTORS)}")
+    cfg = resolve_config(config, set_)  # a bad value answers before the re-execution
+    _pin_cpu_code_paths()
     from ganpkg.data.prepared import open_prepared
     from ganpkg.evaluation.extractor_domain import train_domain_extractor
+    from ganpkg.evaluation.extractor_selfsup import train_selfsup_extractor
 
-    cfg = resolve_config(config, set_)
     dataset = open_prepared(cfg.data.prepared_dir)
     start = time.monotonic()
+    name = {"domain": "domain extractor", "selfsup": "label-free extractor"}[kind]
+    section = getattr(cfg.eval, kind)
 
     def progress(done: int, total: int) -> None:  # DVC streams these lines into `ganpkg run`
-        say(f"domain extractor: batch {done}/{total} ({100 * done // total}%, "
+        say(f"{name}: batch {done}/{total} ({100 * done // total}%, "
             f"{time.monotonic() - start:.0f}s)")
 
-    say(f"domain extractor: training {cfg.eval.domain.epochs} epochs on "
-        f"{cfg.data.prepared_dir}")
+    budget = f"{section.epochs} epochs" if kind == "domain" else f"{section.steps} steps"
+    say(f"{name}: training {budget} on {cfg.data.prepared_dir}")
     # Not eval.device: the stage's params would then rerun it when only evaluation moves.
-    info = train_domain_extractor(dataset, cfg.eval, progress=progress)
-    say(f"domain extractor: test accuracy {info['test_accuracy']:.4f} on {info['n_test']} "
-        f"held-out images → {info['weights']} (sha256 {info['sha256'][:12]}…)")
+    train = {"domain": train_domain_extractor, "selfsup": train_selfsup_extractor}[kind]
+    info = train(dataset, cfg.eval, progress=progress)
+    score = (f"test accuracy {info['test_accuracy']:.4f}" if kind == "domain" else
+             f"held-out view top-1 {info['holdout_view_top1']:.4f}")
+    say(f"{name}: {score} on {info['n_test']} held-out images, {info['cpu_code_paths']} CPU "
+        f"code paths, {time.monotonic() - start:.0f}s → {info['weights']} "
+        f"(sha256 {info['sha256'][:12]}…)")
 
 
 def register(root: typer.Typer) -> None:

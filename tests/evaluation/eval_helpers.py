@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganpkg.config import DomainExtractorConfig, EvalConfig
+from ganpkg.config import DomainExtractorConfig, EvalConfig, SelfSupExtractorConfig
 from ganpkg.synthetic import labelled_shapes
 
 RES = 32
@@ -27,6 +27,10 @@ def tiny_eval_config(tmp: Path, **overrides) -> EvalConfig:
         "domain": DomainExtractorConfig(weights=str(tmp / "extractor" / "domain.pt"),
                                         report=str(tmp / "extractor" / "domain.json"), width=16,
                                         feature_dim=32, epochs=2, batch_size=64, lr=3e-3),
+        "selfsup": SelfSupExtractorConfig(weights=str(tmp / "extractor" / "selfsup.pt"),
+                                          report=str(tmp / "extractor" / "selfsup.json"),
+                                          width=8, feature_dim=32, projection_dim=16,
+                                          prototypes=4, steps=12, batch_size=64),
     }
     return EvalConfig(**{**base, **overrides})
 

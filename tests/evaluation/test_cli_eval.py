@@ -14,6 +14,7 @@ import yaml
 from ganpkg import checkpoint as ckpt
 from ganpkg.config import Config, ModelConfig
 from ganpkg.networks import build_generator
+from ganpkg.runtime import PINNED_CPU_ENV
 from pipelines.cli import main
 
 
@@ -80,7 +81,10 @@ def test_evaluate_without_inception_weights_is_one_line_and_no_traceback(
 
 def test_train_extractor_writes_weights_and_accuracy(tiny, tmp_path, monkeypatch, capsys):
     weights, report = tmp_path / "ext" / "domain.pt", tmp_path / "ext" / "accuracy.json"
-    code = run_cli(monkeypatch, "train-extractor", "-c", str(params_file(tiny, tmp_path)),
+    # In this process, not re-executed with the pinned CPU paths (that would replace pytest).
+    for key, value in PINNED_CPU_ENV.items():
+        monkeypatch.setenv(key, value)
+    code = run_cli(monkeypatch, "train-extractor", "domain", "-c", str(params_file(tiny, tmp_path)),
                    "--set", f"eval.domain.weights={weights}", "--set", f"eval.domain.report={report}")
     assert code == 0
     assert weights.is_file() and json.loads(report.read_text())["test_accuracy"] > 0.5

@@ -23,22 +23,26 @@ TINY_PARAMS = {
               "device": "cpu", "run_dir": "runs/tiny"},
     "eval": {"n_samples": 128, "batch_size": 64, "kid_subsets": 5, "kid_subset_size": 64,
              "isc_splits": 2, "memorization_n_samples": 64, "memorization_pairs": 4,
-             "device": "cpu", "domain": {"epochs": 1, "width": 8, "feature_dim": 16}},
+             "device": "cpu", "domain": {"epochs": 1, "width": 8, "feature_dim": 16},
+             "selfsup": {"steps": 4, "batch_size": 32, "width": 8, "feature_dim": 16,
+                         "projection_dim": 8, "prototypes": 4}},
     # Twelve steps of a width-8 model are no better than initialization: the first-champion
     # rule (tests/registry) would keep every tiny version a challenger.
     "registry": {"max_memorized_fraction": 1.0, "first_champion_fraction": None},
 }
 
 
-def blob_images(folder: Path, n: int = 96) -> None:
-    """Two classes of blurred blobs (left/right), enough for the domain classifier to learn."""
+def blob_images(folder: Path, n: int = 96, labeled: bool = True) -> None:
+    """Two classes of blurred blobs (left/right), enough for the domain classifier to learn;
+    ``labeled=False``: the same images in one flat folder (no labels)."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:32, 0:32] / 32
     for i in range(n):
         side = i % 2
         cx, cy = 0.25 + 0.5 * side + rng.normal(0, 0.05), rng.uniform(0.2, 0.8)
         img = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) * 30) * 255
-        path = folder / ("left" if side == 0 else "right") / f"{i:03d}.png"
+        name = f"{i:03d}.png"
+        path = folder / ("left" if side == 0 else "right") / name if labeled else folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.astype(np.uint8)).save(path)
 
@@ -59,7 +63,7 @@ def prefect_server():
         yield
 
 
-def make_project(tmp_path: Path) -> Path:
+def make_project(tmp_path: Path, labeled: bool = True) -> Path:
     """A git + DVC project in TMP_PATH/project with this checkout's dvc.yaml, tiny params, a small
     image folder (TMP_PATH/images) and its raw snapshot ingested and recorded in data.dvc.
 
@@ -77,7 +81,7 @@ def make_project(tmp_path: Path) -> Path:
     for package in ("ganpkg",):  # stages depend on code paths; copies stand in for them
         shutil.copytree(REPO / package, root / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    blob_images(tmp_path / "images")
+    blob_images(tmp_path / "images", labeled=labeled)
     params = yaml.safe_load(yaml.safe_dump(TINY_PARAMS))
     params["data"]["source_path"] = str(tmp_path / "images")
     from ganpkg.config import load_config
@@ -106,7 +110,11 @@ def make_project(tmp_path: Path) -> Path:
 @pytest.fixture
 def project(tmp_path, monkeypatch, prefect_server):
     """make_project's project as the working directory, with a sqlite MLflow store inside it."""
-    root = make_project(tmp_path)
+    return enter_project(make_project(tmp_path), monkeypatch)
+
+
+def enter_project(root: Path, monkeypatch) -> Path:
+    """Work in `root`, with a sqlite MLflow store inside it and this venv's dvc on PATH."""
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
