@@ -59,15 +59,16 @@ def black_rectangles(x: torch.Tensor, side: float, gen: torch.Generator) -> torc
 
 
 def swirl(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
-    """skimage.transform.swirl about the centre, radius the image side: a pixel at distance ρ
-    is taken from angle strength·exp(−ρ / (ln 2 · radius)) further round."""
+    """skimage.transform.swirl about the centre with its default radius (100 px, taken at 64 px
+    and scaled): a pixel at distance ρ is taken from angle strength·exp(−ρ / (radius/5 · ln 2))
+    further round, so the twist fades to 1/1000 at the radius."""
     if strength == 0:
         return x
     n, _, h, w = x.shape
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     rho = torch.sqrt(xs ** 2 + ys ** 2)
-    radius = 2.0  # the side, in these coordinates (the side spans −1..1)
-    theta = strength * torch.exp(-rho / (math.log(2) * radius)) + torch.atan2(ys, xs)
+    radius = 100 / 64 * 2  # in these coordinates (the side spans −1..1)
+    theta = strength * torch.exp(-rho / (radius / 5 * math.log(2))) + torch.atan2(ys, xs)
     grid = torch.stack([rho * torch.cos(theta), rho * torch.sin(theta)], dim=-1)
     return F.grid_sample(x, grid.expand(n, h, w, 2), mode="bilinear", padding_mode="border",
                          align_corners=True)
