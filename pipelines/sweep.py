@@ -91,6 +91,8 @@ def sweep(config_path: str | None = "params.yaml", trials: list[list[str]] | Non
     base = configs[0]
     check_ready(base)  # trials share eval and registry: one check holds for all
     lineage = sync_and_prepare(base)
+    for config in configs:  # eval.extractor=auto: the prepared data now says which
+        check_ready(config)
     metric = base.registry.primary_metric
     parent = open_parent_run(base, str(flow_run.get_id()), lineage, sweep_key, len(trials))
     print(f"sweep {sweep_key}: {len(trials)} trials, {max_parallel} at a time, best by {metric}")

@@ -1,7 +1,9 @@
 """params.yaml validation: bad input fails before any work, with one line naming the key."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +21,19 @@ def write(tmp_path, data):
 def test_repository_params_yaml_is_valid_and_matches_defaults():
     config = load_config("params.yaml")
     assert config == Config()
+
+
+@pytest.mark.parametrize("profile", sorted(Path("profiles").glob("*.yaml")), ids=str)
+def test_every_profile_is_a_complete_params_file(profile):
+    """A profile is used as params.yaml (DVC's stages read it): it validates, and every key that
+    dvc.yaml templates (${eval.selfsup.weights}, ...) is written in it, not left to a default."""
+    load_config(profile)
+    raw = yaml.safe_load(profile.read_text())
+    for key in set(re.findall(r"\$\{([a-z_.]+)\}", Path("dvc.yaml").read_text())):
+        node = raw
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"{profile}: {key} missing"
+            node = node[part]
 
 
 def test_unknown_key_names_key_and_allowed_keys(tmp_path):

@@ -103,7 +103,8 @@ def test_a_failed_trial_is_reported_and_the_best_follows_the_metric_direction(tm
     assert [r["status"] for r in rows] == ["finished", "failed", "finished"]
     assert rows[1]["run_id"] == "r1" and results[1] is None
     assert rows[1]["error"] == "RuntimeError: exited with code 1: diverged"
-    assert best_trial(rows, RegistryConfig()) == 2  # fid: lower is better
+    assert best_trial(rows, RegistryConfig(primary_metric=METRIC)) == 2  # fid: lower is better
     higher = [{**r, "is_domain": r.pop("fid_domain")} for r in rows]
     assert best_trial(higher, RegistryConfig(primary_metric="is_domain")) == 0
-    assert best_trial([{**r, "status": "failed"} for r in rows], RegistryConfig()) is None
+    failed = [{**r, "status": "failed"} for r in rows]
+    assert best_trial(failed, RegistryConfig(primary_metric=METRIC)) is None
