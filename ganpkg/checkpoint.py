@@ -93,18 +93,37 @@ def strip_compile_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
-def generator_from_state(state: dict[str, Any], ema: bool = True) -> tuple[nn.Module, Config]:
-    """Rebuild the (EMA) generator described by a checkpoint dict, in eval mode on CPU."""
+def generator_from_state(state: dict[str, Any], ema: bool = True,
+                         source: str = "checkpoint") -> tuple[nn.Module, Config]:
+    """Rebuild the (EMA) generator described by a checkpoint dict, in eval mode on CPU.
+
+    A checkpoint whose weights do not fit its own config, or hold NaN or infinite values, is a
+    UserError naming the first mismatch or the count: a broken generator must not be sampled or
+    measured as if it were a poor one."""
     config = config_from_dict(state["config"], origin="checkpoint config")
     g = build_generator(config.model, state["channels"], state["resolution"])
-    g.load_state_dict(state["g_ema"] if ema else state["g"])
+    key = "g_ema" if ema else "g"
+    if not isinstance(state.get(key), dict):
+        raise UserError(f"{source}: has no {key} weights; not a complete ganpkg checkpoint")
+    try:
+        g.load_state_dict(state[key])
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise UserError(f"{source}: its {key} weights do not fit its own config (model "
+                        f"{config.model.arch}, g_width {config.model.g_width}): "
+                        f"{(lines or [str(err)])[0][:200]}") from None
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in g.state_dict().values()
+              if t.is_floating_point())
+    if bad:
+        raise UserError(f"{source}: {bad} of its {key} weights are NaN or infinite; the "
+                        f"generator is broken (a diverged run?): use an earlier checkpoint")
     return g.eval().requires_grad_(False), config
 
 
 def load_generator(path: str | Path, ema: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """(generator in eval mode, info) from a checkpoint; info has config, step, z_dim, shape."""
     state = load_checkpoint(path)
-    g, config = generator_from_state(state, ema=ema)
+    g, config = generator_from_state(state, ema=ema, source=str(path))
     info = {
         "config": state["config"],
         "step": state["step"],

@@ -234,6 +234,10 @@ class EvalConfig(Section):
     def _any_metric(self) -> EvalConfig:
         if not (self.fid or self.isc or self.kid or self.prc):
             raise ValueError("eval: enable at least one of fid, isc, kid, prc")
+        if self.isc and self.isc_splits > self.n_samples:
+            # torch-fidelity would report NaN for empty splits, measured as if it were a score
+            raise ValueError(f"eval.isc_splits ({self.isc_splits}) must be at most "
+                             f"eval.n_samples ({self.n_samples})")
         return self
 
 

@@ -292,9 +292,9 @@ def evaluate_checkpoint(checkpoint: str | Path, config: Config,
 
     if not Path(checkpoint).is_file():
         raise UserError(f"--checkpoint {checkpoint}: file not found")
+    generator, info = load_generator(checkpoint)  # a broken one is refused before any work
     dataset = open_prepared(config.data.prepared_dir)
-    spec = resolve_extractor(config.eval, labels=dataset.labels)  # before the generator loads
-    generator, info = load_generator(checkpoint)
+    spec = resolve_extractor(config.eval, labels=dataset.labels)
     if (info["channels"], info["resolution"]) != (dataset.channels, dataset.resolution):
         raise UserError(
             f"--checkpoint {checkpoint}: makes {info['channels']}×{info['resolution']}² images "

@@ -119,3 +119,9 @@ def test_serve_refuses_a_cron_that_is_not_one():
     check_cron("0 3 * * 1")
     with pytest.raises(UserError, match='schedule.cron: Invalid cron string: "every monday"'):
         check_cron("every monday")
+
+
+def test_more_inception_score_splits_than_samples_is_refused_at_load(tmp_path):
+    with pytest.raises(UserError) as err:
+        load_config(write(tmp_path, {"eval": {"n_samples": 8, "isc_splits": 10}}))
+    assert "eval.isc_splits" in str(err.value) and "\n" not in str(err.value)

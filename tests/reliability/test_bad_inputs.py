@@ -172,6 +172,35 @@ def test_sample_into_an_unwritable_place_is_one_line(trained, tmp_path):
     check_one_line(done, 1, "/proc/ganpkg")
 
 
+def _broken(ckpt: Path, out: Path, how: str) -> Path:
+    """A copy of a real checkpoint, broken one way (written with torch.save, as ganpkg does)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if how == "nan weights":
+        state["g_ema"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                          for k, v in state["g_ema"].items()}
+    elif how == "another width":
+        state["config"]["model"]["g_width"] = 2 * state["config"]["model"]["g_width"]
+    else:  # no EMA generator
+        del state["g_ema"]
+    torch.save(state, out)
+    return out
+
+
+@pytest.mark.parametrize(("how", "expect"), [("nan weights", "NaN or infinite"),
+                                             ("another width", "do not fit its own config"),
+                                             ("no ema", "has no g_ema")])
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+def test_a_broken_generator_is_one_line_not_a_measurement(trained, tmp_path, how, expect,
+                                                          command):
+    _, prepared, args, ckpt = trained
+    broken = _broken(ckpt, tmp_path / "broken.pt", how)
+    extra = ["--out", "g.png"] if command == "sample" else \
+        [*args[:2], "--set", f"data.prepared_dir={prepared}", "--out", "eval"]
+    done = ganpkg([command, "--checkpoint", str(broken), *extra], tmp_path)
+    check_one_line(done, 2, expect)
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "eval").exists()
+
+
 def test_resume_on_other_data_is_refused(trained, tmp_path):
 
     root, _, args, _ = trained
