@@ -104,6 +104,9 @@ def sorted_files(root: Path, odd: list[tuple[Path, str]] | None = None) -> list[
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in dirnames:  # os.walk does not enter linked folders: say so
+            if odd is not None and Path(dirpath, name).is_symlink():
+                odd.append((Path(dirpath, name), "a link to a folder (not followed)"))
         for name in filenames:
             path = Path(dirpath, name)
             if name.startswith("."):
@@ -154,7 +157,16 @@ class ImageFolderSource:
         if not src.is_dir():
             raise UserError(f"data.source_path: {src} is not a folder (source image_folder)")
         odd: list[tuple[Path, str]] = []
-        files = [p for p in sorted_files(src, odd) if is_image_name(p.name)]
+        files = []
+        for path in sorted_files(src, odd):
+            if not is_image_name(path.name):
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(src.resolve()):
+                # its bytes are not the folder's to copy, version and push (e.g. /etc/passwd)
+                odd.append((path, "a link to a file outside the folder (not followed)"))
+            else:
+                files.append(path)
+        odd.sort(key=lambda entry: entry[0].relative_to(src).as_posix())
         if not files:
             raise UserError(
                 f"data.source_path: {src} holds no image files "

@@ -94,6 +94,21 @@ def test_image_folder_without_images_is_an_error(workdir, tmp_path, case):
     assert not (workdir / "data").exists()
 
 
+def test_links_out_of_the_folder_are_listed_not_followed(workdir, tmp_path):
+    src, outside = tmp_path / "src", tmp_path / "secret.png"
+    write(src / "ok.png", noise_png(1))
+    write(outside, noise_png(2))
+    (src / "link.png").symlink_to(outside)
+    (src / "inside.png").symlink_to(src / "ok.png")  # a link within the folder is its data
+    (src / "linked-folder").symlink_to(tmp_path, target_is_directory=True)
+    skipped = {s["path"]: s["reason"] for s in ingest(folder_config(src)).skipped}
+    assert set(skipped) == {"images/link.png", "images/linked-folder"}
+    assert "outside the folder" in skipped["images/link.png"]
+    assert "not followed" in skipped["images/linked-folder"]
+    copied = sorted(p.name for p in (workdir / "data").rglob("*.png"))
+    assert copied == ["inside.png", "ok.png"]  # the outside file's bytes never enter data/
+
+
 def test_unknown_source_lists_valid_names():
     with pytest.raises(UserError, match="allowed: image_folder, mnist, torchvision"):
         get_source("imagenet")
