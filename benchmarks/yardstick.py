@@ -90,14 +90,14 @@ def prepared(work: Path, dataset: str, res: int) -> tuple[PreparedDataset, objec
     return open_prepared(cfg.data.prepared_dir), cfg
 
 
-def extractors(ds: PreparedDataset, cfg) -> dict[str, torch.nn.Module]:
+def extractors(ds: PreparedDataset, cfg, classifier: bool = True) -> dict[str, torch.nn.Module]:
     """name → network whose `features(body(x))` are the FID features (x in [-1, 1])."""
     nets = {}
     if not Path(cfg.eval.selfsup.weights).is_file():
         train_selfsup_extractor(ds, cfg.eval, device="cpu",
                                 progress=lambda d, t: print(f"  selfsup {d}/{t}", flush=True))
     nets["selfsup"] = load_net(cfg.eval.selfsup.weights, "ganpkg-selfsup-extractor/1")
-    if (np.asarray(ds.labels) >= 0).all():
+    if classifier and (np.asarray(ds.labels) >= 0).all():
         if not Path(cfg.eval.domain.weights).is_file():
             train_domain_extractor(ds, cfg.eval, device="cpu")
         nets["domain"] = load_net(cfg.eval.domain.weights, "ganpkg-domain-extractor/1")
@@ -211,10 +211,12 @@ def plot(grids: dict, png: Path) -> None:
                 if kind not in per_kind:
                     continue
                 med = np.median(np.array(per_kind[kind]), axis=0)
-                ax.plot(LEVELS[kind], med / max(med[-1], 1e-12), marker="o", label=name)
+                ax.plot(LEVELS[kind], med / max(med[-1], 1e-12), marker="o", label=name,
+                        color={"selfsup": "C0", "domain": "C1", "random": "C2"}.get(name))
             ax.set_title(f"{key}: {kind}", fontsize=8)
             ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=7)
+    for ax in axes[0]:  # one legend per column: a column without labels has no classifier
+        ax.legend(fontsize=7)
     fig.supylabel("FD / FD at the top level (median over seeds)")
     fig.tight_layout()
     fig.savefig(png, dpi=90)
@@ -228,6 +230,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["mnist", "cahn-hilliard"])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--png", default="yardstick.png")
+    parser.add_argument("--no-classifier", action="store_true",
+                        help="leave the label classifier out (its training is the slow part)")
     args = parser.parse_args()
     work = Path(args.work)
     torch.set_num_threads(2)
@@ -236,7 +240,7 @@ def main() -> None:
         loaded = {name: prepared(work, name, res) for name in args.datasets}
         for name, (ds, cfg) in loaded.items():
             key = f"{name}-{res}"
-            nets = extractors(ds, cfg)
+            nets = extractors(ds, cfg, classifier=not args.no_classifier)
             splits = split_indices(len(ds), cfg.eval.holdout_fraction)
             train_pick = np.random.RandomState(7).permutation(splits["train"])[:10_000]
             refs = {k: fid_features_to_statistics(features(net, images01(ds, train_pick)))
