@@ -27,8 +27,10 @@ def preflight(configs: list[Config], overrides: list[str]) -> None:
     refuse_dvc_overrides(overrides)
     check_tracking_server()
     check_prefect_server()
-    for cfg in configs:
-        check_writable(Path(cfg.train.run_dir).parent, "train.run_dir")
+    explicit = any(o.split("=", 1)[0].strip() == "train.run_dir" for o in overrides)
+    for cfg in configs:  # the flow trains in run_dir when it is set explicitly, else beside it
+        folder = Path(cfg.train.run_dir)
+        check_writable(folder if explicit else folder.parent, "train.run_dir")
 
 
 def _in_prefect(start: Callable[[], Any], configs: list[Config]) -> Any:

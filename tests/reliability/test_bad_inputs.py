@@ -114,6 +114,8 @@ CASES = [
          "schedule.cron"),
     Case("run into a read-only place", ["run", "--set", "train.run_dir=/proc/ganpkg/run"],
          "train.run_dir: cannot write in /proc"),
+    Case("run into a train.run_dir that is a file", ["run", "--set", "train.run_dir=afile"],
+         "is a file, not a folder", files={"afile": "not a folder"}),
     Case("train with no prepared data", ["train", *TINY, "--set", "data.prepared_dir=none"],
          "missing; run `ganpkg data prepare`"),
     Case("a checkpoint that is not one", ["sample", "--checkpoint", "junk.pt", "--out", "g.png"],
