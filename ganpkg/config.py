@@ -28,6 +28,13 @@ def registered(registry: Registry) -> Any:
 AUTO_EXTRACTOR = "auto"
 
 
+def extractor_for(labeled: bool) -> str:
+    """What ``eval.extractor: auto`` means for data that is labeled or not: the classifier
+    where every image has a label, since it ranks generators and sees dropped classes best
+    (benchmarks/yardstick.py), else the label-free encoder."""
+    return "domain" if labeled else "selfsup"
+
+
 def _extractor_choice(name: str) -> str:
     """``auto`` or a registered extractor."""
     return name if name == AUTO_EXTRACTOR else FEATURE_EXTRACTORS.check(name)
@@ -328,11 +335,9 @@ class Config(Section):
 
     def with_extractor_for(self, labeled: bool) -> Config:
         """``eval.extractor: auto`` and a bare ``registry.primary_metric`` made concrete for data
-        that is labeled or not (in place; returns self): the classifier where every image has a
-        label, since it ranks generators and sees dropped classes best (benchmarks/yardstick.py),
-        else the label-free encoder."""
+        that is labeled or not (in place; returns self; see ``extractor_for``)."""
         if self.eval.extractor == AUTO_EXTRACTOR:
-            self.eval.extractor = "domain" if labeled else "selfsup"
+            self.eval.extractor = extractor_for(labeled)
         stem = self.registry.primary_metric
         if stem in metrics.METRICS:
             short = metrics.extractor_short_names()[self.eval.extractor]

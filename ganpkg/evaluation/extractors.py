@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ganpkg.config import AUTO_EXTRACTOR, extractor_for
 from ganpkg.errors import UserError
 from ganpkg.files import atomic_write, hash_file
 from ganpkg.registry import FEATURE_EXTRACTORS
@@ -165,6 +166,33 @@ class InceptionExtractor:
                              sha, input_resolution=299, resize_kind="tf1-bilinear")
 
 
+def _resolve_trained(cfg: EvalConfig, name: str) -> ExtractorSpec:
+    """A trained extractor (eval.<name>.weights), validated as its format, registered with
+    torch-fidelity under its fidelity_name on first use."""
+    # Imported here: it imports torch-fidelity (seconds), which config validation and the
+    # commands that never evaluate should not pay for.
+    from ganpkg.evaluation import extractor_domain as trained
+
+    entry = FEATURE_EXTRACTORS.get(name)
+    path = Path(getattr(cfg, name).weights)
+    if not path.is_file():
+        raise UserError(
+            f"eval.{name}.weights: {path} not found; train it once per data version with "
+            f"`dvc repro {entry.dvc_stage}` (or `ganpkg train-extractor {name}`)"
+        )
+    cls = {"domain": trained.FeatureExtractorDomain,
+           "selfsup": trained.FeatureExtractorSelfSup}[name]
+    meta = trained.read_extractor_file(path, cls.expected_format)
+    trained.register_domain_extractor(entry.fidelity_name, cls)
+    accuracy = meta.get("test_accuracy")
+    return ExtractorSpec(
+        name, entry.fidelity_name, str(path), hash_file(path, "sha256"),
+        input_resolution=int(meta["resolution"]),
+        test_accuracy=None if accuracy is None else float(accuracy),
+        data_md5=str(meta["data_md5"]), device=meta.get("device"),
+    )
+
+
 # -- the domain classifier (extractor_domain.py) ------------------------------------------------
 @FEATURE_EXTRACTORS.register("domain")
 class DomainExtractor:
@@ -177,24 +205,7 @@ class DomainExtractor:
     @staticmethod
     def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
         """The trained domain classifier named by eval.domain.weights."""
-        # Imported here: it imports torch-fidelity (seconds), which config validation and the
-        # commands that never evaluate should not pay for.
-        from ganpkg.evaluation.extractor_domain import read_domain_meta, register_domain_extractor
-
-        path = Path(cfg.domain.weights)
-        if not path.is_file():
-            raise UserError(
-                f"eval.domain.weights: {path} not found; train it once per data version with "
-                f"`dvc repro train_extractor` (or `ganpkg train-extractor`)"
-            )
-        meta = read_domain_meta(path)
-        # torch-fidelity builds extractors from its registry by name: register ours on first use.
-        register_domain_extractor(DomainExtractor.fidelity_name)
-        return ExtractorSpec(
-            "domain", DomainExtractor.fidelity_name, str(path), hash_file(path, "sha256"),
-            input_resolution=int(meta["resolution"]), test_accuracy=float(meta["test_accuracy"]),
-            data_md5=str(meta["data_md5"]), device=meta.get("device"),
-        )
+        return _resolve_trained(cfg, "domain")
 
 
 # -- the label-free encoder (extractor_selfsup.py) ----------------------------------------------
@@ -209,26 +220,7 @@ class SelfSupExtractor:
     @staticmethod
     def resolve(cfg: EvalConfig, download: bool = True) -> ExtractorSpec:
         """The trained label-free encoder named by eval.selfsup.weights."""
-        from ganpkg.evaluation.extractor_domain import (
-            SELFSUP_FORMAT,
-            FeatureExtractorSelfSup,
-            read_extractor_file,
-            register_domain_extractor,
-        )
-
-        path = Path(cfg.selfsup.weights)
-        if not path.is_file():
-            raise UserError(
-                f"eval.selfsup.weights: {path} not found; train it once per data version with "
-                f"`dvc repro train_selfsup` (or `ganpkg train-extractor selfsup`)"
-            )
-        meta = read_extractor_file(path, SELFSUP_FORMAT)
-        register_domain_extractor(SelfSupExtractor.fidelity_name, FeatureExtractorSelfSup)
-        return ExtractorSpec(
-            "selfsup", SelfSupExtractor.fidelity_name, str(path), hash_file(path, "sha256"),
-            input_resolution=int(meta["resolution"]), data_md5=str(meta["data_md5"]),
-            device=meta.get("device"),
-        )
+        return _resolve_trained(cfg, "selfsup")
 
 
 def all_labeled(labels) -> bool:
@@ -254,9 +246,9 @@ def resolve_extractor(cfg: EvalConfig, download: bool = True, labels=None) -> Ex
     """The extractor eval.extractor names, with verified weights (UserError when unavailable);
     ``auto`` is decided by ``labels`` (the prepared data's)."""
     name = cfg.extractor
-    if name == "auto":
+    if name == AUTO_EXTRACTOR:
         assert labels is not None, "eval.extractor auto needs the prepared labels to resolve"
-        name = "domain" if all_labeled(labels) else "selfsup"
+        name = extractor_for(all_labeled(labels))
         cfg = cfg.model_copy(update={"extractor": name})
     return FEATURE_EXTRACTORS.get(name).resolve(cfg, download=download)
 
@@ -271,10 +263,9 @@ def check_eval_ready(config: Config, download: bool = True,
     """
     config = resolve_auto(config)
     cfg = config.eval
-    if cfg.extractor == "auto":  # no prepared data yet: its stages will train the extractor
+    if cfg.extractor == AUTO_EXTRACTOR:  # no prepared data yet: its stages train the extractor
         return None
-    trained = {"domain": cfg.domain.weights, "selfsup": cfg.selfsup.weights}
-    if cfg.extractor in trained and not need_domain_weights \
-            and not Path(trained[cfg.extractor]).is_file():
+    if FEATURE_EXTRACTORS.get(cfg.extractor).dvc_stage and not need_domain_weights \
+            and not Path(getattr(cfg, cfg.extractor).weights).is_file():
         return None
     return resolve_extractor(cfg, download=download)

@@ -95,7 +95,7 @@ class EvalResult:
 
 def _check_extractor_matches(spec: ExtractorSpec, dataset: PreparedDataset) -> None:
     """An extractor trained on the prepared data must have been trained on this data version."""
-    stage = {"domain": "train_extractor", "selfsup": "train_selfsup"}.get(spec.extractor)
+    stage = FEATURE_EXTRACTORS.get(spec.extractor).dvc_stage
     if stage and spec.data_md5 != prepared_md5(dataset):
         raise UserError(
             f"eval.{spec.extractor}.weights: {spec.weights_path} was trained on other data (md5 "
