@@ -97,11 +97,6 @@ def read_extractor_file(path: str | Path, expected: str = DOMAIN_FORMAT) -> dict
     return blob
 
 
-def read_domain_meta(path: str | Path) -> dict:
-    """The domain extractor file, validated as ours."""
-    return read_extractor_file(path, DOMAIN_FORMAT)
-
-
 def build_extractor_net(meta: dict) -> DomainNet:
     """The network an extractor file describes (weights not loaded): the classifier, or the
     label-free encoder with its prototype head."""
@@ -268,6 +263,12 @@ def train_domain_extractor(dataset: PreparedDataset, cfg: EvalConfig, out: str |
         "n_train": len(splits["train"]), "n_test": len(splits["holdout"]), "device": dev.type,
         "cpu_code_paths": cpu_code_paths(),
     }
+    return save_extractor(net, meta, out, report)
+
+
+def save_extractor(net: nn.Module, meta: dict, out: Path, report: Path) -> dict:
+    """Write a trained extractor (weights-only torch.save of meta + state dict) and its report
+    JSON (meta, path, sha256: the DVC metrics file); returns the report."""
     state = {k: v.cpu() for k, v in net.state_dict().items()}
     write_atomic(out, lambda f: torch.save({**meta, "state_dict": state}, f))
     info = {**meta, "weights": str(out), "sha256": hash_file(out, "sha256")}

@@ -18,7 +18,6 @@ data order and augmentation draws from eval.selfsup.seed.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +30,13 @@ import torch.nn.functional as F
 from ganpkg.data.prepared import PreparedDataset, uint8_to_float
 from ganpkg.device import resolve_device
 from ganpkg.errors import UserError
-from ganpkg.evaluation.extractor_domain import SELFSUP_FORMAT, DomainNet, build_extractor_net
+from ganpkg.evaluation.extractor_domain import (
+    SELFSUP_FORMAT,
+    DomainNet,
+    build_extractor_net,
+    save_extractor,
+)
 from ganpkg.evaluation.reference_stats import prepared_md5, split_indices
-from ganpkg.files import hash_file, write_atomic
 from ganpkg.runtime import cpu_code_paths, reproducible
 
 if TYPE_CHECKING:
@@ -171,12 +174,7 @@ def train_selfsup_extractor(dataset: PreparedDataset, cfg: EvalConfig,
         "cpu_code_paths": cpu_code_paths(), **quality,
         "prototype_occupancy_max": float(occupancy.max()) / len(train_features),
     }
-    state = {k: v.cpu() for k, v in saved.state_dict().items()}
-    write_atomic(out, lambda f: torch.save({**meta, "state_dict": state}, f))
-    info = {**meta, "weights": str(out), "sha256": hash_file(out, "sha256")}
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(info, indent=2, sort_keys=True))
-    return info
+    return save_extractor(saved, meta, out, report)
 
 
 @torch.no_grad()
