@@ -29,3 +29,15 @@ def resolve_device(preference: str, key: str) -> torch.device:
             raise UserError(f"{key} is 'cuda' but no CUDA device is visible; use auto or cpu")
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def available_memory() -> int | None:
+    """Bytes the OS can give this process now (Linux MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -53,11 +53,14 @@ def save_grid(g: nn.Module, z: torch.Tensor, path: str | Path, nrow: int | None 
     return _write_png(images_to_grid(generate(g, z), nrow), Path(path))
 
 
-def save_images(images: torch.Tensor, folder: str | Path, prefix: str = "sample") -> list[Path]:
-    """Each image of a float [-1, 1] batch as its own PNG in ``folder``."""
+def save_images(images: torch.Tensor, folder: str | Path, prefix: str = "sample",
+                first_index: int = 0) -> list[Path]:
+    """Each image of a float [-1, 1] batch as its own PNG in ``folder``, numbered from
+    ``first_index``."""
     folder = Path(folder)
     as_uint8 = float_to_uint8(images)
-    return [_write_png(img, folder / f"{prefix}-{i:06d}.png") for i, img in enumerate(as_uint8)]
+    return [_write_png(img, folder / f"{prefix}-{first_index + i:06d}.png")
+            for i, img in enumerate(as_uint8)]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

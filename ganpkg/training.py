@@ -215,6 +215,9 @@ class Trainer:
         if t.batch_size % runtime.world_size:
             raise UserError(f"train.batch_size {t.batch_size} must divide by the "
                             f"{runtime.world_size} processes")
+        if t.batch_size > len(data):
+            raise UserError(f"train.batch_size {t.batch_size} is more than the {len(data)} "
+                            f"prepared images: at most {len(data)}")
         self.local_batch = t.batch_size // runtime.world_size
         # channels_last speeds convolutions on CUDA and on oneDNN CPUs alike (benchmarks/).
         self.channels_last = t.channels_last
@@ -372,6 +375,12 @@ class Trainer:
         self.cb.on_sample(self.step, grid)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """An allocation the host or the GPU refused (torch raises RuntimeError on CPU)."""
+    return isinstance(err, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
+
+
 def write_status(run_dir: Path, status: str, step: int, message: str = "") -> None:
     """run_dir/status.json: FINISHED, FAILED (why) or KILLED (interrupted: resumable)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -409,6 +418,19 @@ def train(config: Config, callbacks: list[TrainingCallback] | None = None,
             write_status(trainer.run_dir, "FAILED", trainer.step, str(err))
             callback.on_end("FAILED", trainer.run_dir)
         raise
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise
+        step = trainer.step if trainer is not None else 0
+        message = (f"out of memory at step {step} (train.batch_size {config.train.batch_size}, "
+                   f"model.g_width {config.model.g_width}, model.d_width "
+                   f"{config.model.d_width}): lower them")
+        if runtime.is_main:
+            with contextlib.suppress(OSError):
+                write_status(Path(config.train.run_dir), "FAILED", step, message)
+            if trainer is not None:
+                callback.on_end("FAILED", trainer.run_dir)
+        raise UserError(message) from None
     except OSError as err:  # a full or read-only disk: say so where the run can still be read
         if runtime.is_main and trainer is not None:
             try:

@@ -69,6 +69,7 @@ from stack_process import (
 from stack_s3 import BUCKETS, create_buckets, endpoint, find_weed, s3_env, s3_ready, start_seaweedfs
 
 SERVICES = ("prefect", "mlflow", "seaweedfs", "postgres")
+LEASES_ON_DISK = "prefect.server.concurrency.lease_storage.filesystem"
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -140,7 +141,9 @@ def start_prefect(stack: Path, state: dict) -> subprocess.Popen:
     env.update(PREFECT_HOME=str(home),
                PREFECT_API_DATABASE_CONNECTION_URL=db_url(state, "prefect", "postgresql+asyncpg"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
-               PREFECT_SERVER_API_AUTH_STRING=state["prefect_auth"])  # not in argv
+               PREFECT_SERVER_API_AUTH_STRING=state["prefect_auth"],  # not in argv
+               # Concurrency leases on disk: a restarted server still expires a dead holder's.
+               PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=LEASES_ON_DISK)
     say(f"prefect: starting on 127.0.0.1:{port} (basic-auth; database: postgres `prefect`)")
     return spawn("prefect", [executable("prefect"), "server", "start", "--host", "127.0.0.1",
                              "--port", str(port), "--no-ui"], stack, env=env, cwd=stack)

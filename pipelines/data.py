@@ -11,9 +11,12 @@ when ``data/`` changed, which would hide a snapshot that no longer matches the c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -231,16 +234,48 @@ def repro(repo: str | Path = ".", *stages: str) -> str:
     what the remote lacks is computed as before.
     """
     args = ["repro", "--pull", *stages]
-    proc = subprocess.Popen([_dvc_exe(), *args], cwd=repo, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # --wait-for-lock: ganpkg's workspace lock already keeps other flows out, so DVC's own lock
+    # held means a dvc left running by a killed run (it finishes its stage): wait, not fail.
+    proc = subprocess.Popen([_dvc_exe(), "--wait-for-lock", *args], cwd=repo, env=_env(),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.strip():
-            _log.info("dvc: %s", line.rstrip())
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip():
+                _log.info("dvc: %s", line.rstrip())
+    except BaseException:  # interrupted: DVC stops its stage and releases its lock on SIGINT
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+        restore_outputs(repo)
+        raise
     if proc.wait() != 0:
-        raise _dvc_failed(args, proc.returncode, "".join(lines))
+        restore_outputs(repo)
+        raise stage_failure(args, proc.returncode, "".join(lines))
     return "".join(lines)
+
+
+def restore_outputs(repo: str | Path = ".") -> None:
+    """After a failed or interrupted `dvc repro`: `dvc checkout` puts back the outputs DVC
+    removed before running a stage (prepared/, extractor/), as dvc.lock records them, so a
+    failed run leaves the workspace as it found it. Nothing to restore is not an error."""
+    out = run_dvc(["checkout"], repo, check=False)
+    if out.returncode != 0:
+        _log.info("dvc checkout after the failed repro: %s",
+                  (out.stderr or out.stdout).strip().splitlines()[-1:] or "nothing restored")
+
+
+def stage_failure(args: list[str], code: int, output: str) -> Exception:
+    """A stage's command that refused its input (ganpkg's one-line ``error: …``) is the user's
+    error, given as that line, not retried; anything else stays DVC's failure."""
+    said = [line.strip().removeprefix("error: ") for line in output.splitlines()
+            if line.startswith("error: ")]
+    stage = re.search(r"failed to reproduce '([^']+)'", output)
+    if said:
+        where = f" (DVC stage {stage.group(1)}; outputs restored)" if stage else ""
+        return UserError(said[-1] + where)
+    return _dvc_failed(args, code, output)
 
 
 def data_lineage(repo: str | Path = ".", hash_workspace: bool = False) -> dict[str, Any]:

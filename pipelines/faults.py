@@ -1,8 +1,9 @@
-"""A crash injected into training, for the tests of retry-and-resume (nothing else uses it)."""
+"""Faults the tests inject (nothing else uses them): a crash in training, a pause at a flow stage."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from ganpkg.callbacks import NullCallback
@@ -33,3 +34,15 @@ def injected_fault_step() -> int | None:
     kept out of the flow's parameters (the deployment's run form shows those to users)."""
     value = os.environ.get(FAULT_ENV)
     return int(value) if value else None
+
+
+PAUSE_ENV = "GANPKG_TEST_PAUSE_AT"  # data | evaluate | register | version
+PAUSE_FILE_ENV = "GANPKG_TEST_PAUSE_FILE"
+
+
+def pause_point(where: str) -> None:
+    """With GANPKG_TEST_PAUSE_AT=WHERE, write WHERE to GANPKG_TEST_PAUSE_FILE and wait there for
+    the test's signal: the interrupt tests kill the flow at a known stage, not at a guess."""
+    if os.environ.get(PAUSE_ENV) == where:
+        Path(os.environ[PAUSE_FILE_ENV]).write_text(where)
+        time.sleep(600)

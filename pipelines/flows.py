@@ -3,12 +3,15 @@
 Each task is one call into ganpkg or the tracking code. Retries sit where they help: data sync
 and registry I/O retry with backoff; the train task, retried after a crash, resumes from its
 last checkpoint (same run_dir), so a retry costs only the steps since that checkpoint.
-Registration runs under a global concurrency limit so two flows cannot race the champion alias.
+The data stage holds the workspace lock and registration the registry's exclusion
+(pipelines/policy.py), so two flows cannot collide in DVC or race the champion alias; a killed
+holder frees both.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,29 +22,36 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_table_artifact,
 )
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from ganpkg.config import Config, load_config
-from ganpkg.errors import is_interrupt
+from ganpkg.errors import is_interrupt, is_permanent
 from pipelines import data as data_glue
-from pipelines.faults import FaultOnce, injected_fault_step
+from pipelines.faults import FaultOnce, injected_fault_step, pause_point
 from pipelines.flow_logs import send_ganpkg_logs_to_prefect
-from pipelines.policy import ensure_concurrency_limit
+from pipelines.policy import registry_slot, workspace_lock
+from pipelines.resume import mark_stage
 from pipelines.timing import StageClock
 
-REGISTRY_LIMIT = "ganpkg-registry"  # one registration and alias decision at a time
-WORKSPACE_LIMIT = "ganpkg-workspace"  # DVC locks the workspace: one data sync/repro at a time
+
+def transient(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry what a second try can fix, not bad input or a full
+    disk (those go straight to the command line's one line)."""
+    try:
+        err = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001  no readable result: let Prefect retry as configured
+        return True
+    return not (isinstance(err, BaseException) and is_permanent(err))
 
 
 # -- tasks: thin wrappers, one library call each ------------------------------------------------
-@task(retries=3, retry_delay_seconds=[2, 5, 10])
+@task(retries=3, retry_delay_seconds=[2, 5, 10], retry_condition_fn=transient)
 def sync_data(config: Config) -> str:
     """data/ from the source (or the DVC remote), verified against the committed data.dvc."""
     return data_glue.sync(config.data)
 
 
-@task(retries=2, retry_delay_seconds=[2, 5])
+@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=transient)
 def prepare_data(config: Config) -> dict[str, Any]:
     """`dvc repro` of what the data supports (skipped by DVC when nothing changed), `dvc push`,
     then the data lineage."""
@@ -60,7 +70,7 @@ def should_train(config: Config, lineage: dict[str, Any], force: bool) -> tuple[
     return champion_changes(config, lineage)
 
 
-@task(retries=1, retry_delay_seconds=1)
+@task(retries=1, retry_delay_seconds=1, retry_condition_fn=transient)
 def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any],
                 fault_at_step: int | None = None, parent_run_id: str | None = None,
                 run_name: str | None = None, isolate: bool = False) -> dict[str, Any]:
@@ -111,6 +121,7 @@ def evaluate_model(config: Config, trained: dict[str, Any]) -> dict[str, Any]:
     from ganpkg.evaluation.fidelity import evaluate_checkpoint
     from pipelines.tracking import log_evaluation
 
+    pause_point("evaluate")
     out_dir = Path(config.train.run_dir) / "evaluation"
     result, info = evaluate_checkpoint(trained["checkpoint"], config, out_dir=out_dir)
     summary = result.as_dict()
@@ -120,12 +131,13 @@ def evaluate_model(config: Config, trained: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-@task(retries=2, retry_delay_seconds=[2, 5])
+@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=transient)
 def register_model(config: Config, trained: dict[str, Any], evaluated: dict[str, Any]) -> dict:
     """A model version of the EMA generator, gated to @champion or @challenger."""
     from pipelines.registry import register_run
 
-    with concurrency(REGISTRY_LIMIT, occupy=1, strict=True):
+    pause_point("register")
+    with registry_slot():
         reg = register_run(trained["run_id"], trained["checkpoint"], evaluated["metrics"],
                            evaluated["protocol"], config)
     return {"name": reg.name, "version": reg.version, "model_uri": reg.model_uri,
@@ -163,7 +175,7 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     run_key = flow_run.get_name() or time.strftime("%Y%m%d-%H%M%S")
     config = resolve_run_config(config_path, overrides or [], run_key)
     check_ready(config)  # offline weights, gate metric: fail before any work
-    with clock("data"):
+    with clock("data"), flow_stage(None, "data"):
         lineage = sync_and_prepare(config)
     check_ready(config)  # the extractor eval.extractor=auto picked for this data, now trained
     go, reason = should_train(config, lineage, force)
@@ -174,21 +186,75 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
         return {"status": "skipped", "reason": reason}
     config = claim_run_dir(config, explicit=any(o.startswith("train.run_dir=")
                                                 for o in overrides or []))
-    with clock("train"):
+    run_dir = Path(config.train.run_dir)
+    with clock("train"), flow_stage(run_dir, "train"):
         # One name for the flow run, its run directory and its MLflow run.
         trained = train_model(config, str(flow_run.get_id()), lineage, fault_at_step,
-                              run_name=Path(config.train.run_dir).name)
-    with clock("evaluate"):
+                              run_name=run_dir.name)
+    with clock("evaluate"), flow_stage(run_dir, "evaluate", trained["run_id"]):
         evaluated = evaluate_model(config, trained)
-    with clock("register"):
+    with clock("register"), flow_stage(run_dir, "register", trained["run_id"]):
         registered = register_model(config, trained, evaluated)
-    mlflow_url = publish_report(config, trained, evaluated, registered, clock)
+        mlflow_url = publish_report(config, trained, evaluated, registered, clock)
+    end_mlflow_run(trained["run_id"], "FINISHED")
+    mark_stage(run_dir, "done")
     from pipelines.registry import write_champion_metrics
 
     write_champion_metrics(config.registry.model_name)  # `dvc metrics show`: the champion's
     return {"status": "trained", "reason": reason, **registered,
             "run_id": trained["run_id"], "mlflow_url": mlflow_url, "metrics": evaluated["metrics"],
             "seconds": {**clock.seconds, "flow": clock.total()}}
+
+
+# What an interrupt left, by the stage it hit (the command line prints it; one flow per process).
+INTERRUPTED = {
+    "data": "interrupted in the data stage: nothing was trained; run the same command again",
+    "train": "interrupted: the MLflow run is marked KILLED; run the same command again to "
+             "resume from the last checkpoint",
+    "evaluate": "interrupted during evaluation: the MLflow run is marked KILLED; run the same "
+                "command again to evaluate and register the trained checkpoint (no retraining)",
+    "register": "interrupted during registration: the MLflow run is marked KILLED; run the "
+                "same command again to finish registering the trained checkpoint (no "
+                "retraining)",
+}
+_stage = ["train"]  # the stage the flow of this process is in
+
+
+def interrupted_message() -> str:
+    return INTERRUPTED[_stage[0]]
+
+
+@contextmanager
+def flow_stage(run_dir: Path | None, stage: str, run_id: str | None = None):
+    """Enter a flow stage: recorded in run_dir (an interrupted flow resumes from it) and for
+    the interrupt message. From evaluation on, the MLflow run (training closed it) is
+    RUNNING again until the flow ends, and KILLED or FAILED when the stage raises."""
+    _stage[0] = stage
+    if run_dir is not None:
+        mark_stage(run_dir, stage)
+    if run_id is not None:
+        end_mlflow_run(run_id, "RUNNING")
+    try:
+        yield
+    except BaseException as err:
+        if run_id is not None:
+            end_mlflow_run(run_id, "KILLED" if is_interrupt(err) else "FAILED")
+        raise
+
+
+def end_mlflow_run(run_id: str, status: str) -> None:
+    """Set the MLflow run's status (RUNNING reopens it); a store failure here is logged, never
+    raised: it would replace the stage's own exception."""
+    from pipelines.tracking import get_client
+
+    try:
+        client = get_client()
+        if status == "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        else:
+            client.set_terminated(run_id, status)
+    except Exception as err:  # noqa: BLE001
+        get_run_logger().warning("could not mark the MLflow run %s: %s", status, err)
 
 
 def claim_run_dir(config: Config, explicit: bool) -> Config:
@@ -214,13 +280,9 @@ def claim_run_dir(config: Config, explicit: bool) -> Config:
 
 
 def sync_and_prepare(config: Config) -> dict[str, Any]:
-    """The data stage under the workspace lock (DVC locks the workspace); its lineage.
-
-    Also makes sure both concurrency limits exist, so the registration later finds its own.
-    """
-    for name in (WORKSPACE_LIMIT, REGISTRY_LIMIT):
-        ensure_concurrency_limit(name)
-    with concurrency(WORKSPACE_LIMIT, occupy=1, strict=True):
+    """The data stage under the workspace lock (DVC locks the workspace); its lineage."""
+    with workspace_lock():
+        pause_point("data")
         sync_data(config)
         return prepare_data(config)
 

@@ -1,7 +1,20 @@
-"""Retrain policy and the registry's concurrency guard (Prefect- and MLflow-facing glue)."""
+"""Retrain policy and the flow's two mutual exclusions (Prefect- and MLflow-facing glue).
+
+Neither may outlive a killed holder. The workspace (DVC's data stage) is one folder on one
+machine: an OS file lock in it, which the kernel frees when its holder dies. The registry is
+shared by machines only through a configured Prefect server: there its global concurrency
+limit, whose lease a dead holder stops renewing (``LEASE_S``; infra's servers keep leases on disk
+so a server restart does not strand them). `ganpkg run`'s temporary server keeps leases in its
+own memory, so a slot taken there and killed with it stayed taken in PREFECT_HOME's database for
+good: with that server the registry relies on the gate's file lock alone (registry_lock).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from ganpkg.config import Config
@@ -73,3 +86,47 @@ def ensure_concurrency_limit(name: str, limit: int = 1) -> None:
             # Two flows starting together both try to create it; one wins (409 or a unique
             # constraint error, depending on the server's database). Then it exists.
             client.read_global_concurrency_limit_by_name(name)
+
+
+REGISTRY_LIMIT = "ganpkg-registry"  # one registration and alias decision at a time
+WORKSPACE_LOCK = ".dvc/tmp/ganpkg-workspace.lock"  # beside DVC's own rwlock; not versioned
+LEASE_S = 60.0  # a dead holder's registry slot frees itself within about this
+_log = logging.getLogger("ganpkg.policy")
+
+
+@contextmanager
+def workspace_lock(repo: str | Path = ".") -> Iterator[None]:
+    """One data sync/repro at a time in this project folder (DVC locks the workspace and would
+    fail the second); waits for a live holder, never for a dead one."""
+    from filelock import FileLock, Timeout
+
+    path = Path(repo) / WORKSPACE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _log.info("waiting for another ganpkg run's data stage in %s to finish", Path(repo).resolve())
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def configured_prefect_server() -> bool:
+    """True when flows report to a server the user runs (PREFECT_API_URL), not a temporary one."""
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)
+
+
+def registry_slot():
+    """The registry's cross-machine exclusion: Prefect's limit on a configured server (with a
+    short, renewed lease), nothing extra on a temporary one (see the module docstring)."""
+    if not configured_prefect_server():
+        return nullcontext()
+    from prefect.concurrency.sync import concurrency
+
+    ensure_concurrency_limit(REGISTRY_LIMIT)
+    return concurrency(REGISTRY_LIMIT, occupy=1, strict=True, lease_duration=LEASE_S)

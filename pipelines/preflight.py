@@ -32,9 +32,12 @@ def answers(url: str, timeout_s: float = SERVER_TIMEOUT_S) -> str | None:
             else str(reason)
 
 
-def check_tracking_server(uri: str | None = None) -> str:
-    """The resolved MLflow tracking URI; an http(s) server must answer within 5 s."""
+def check_tracking_server(uri: str | None = None, write: bool = False) -> str:
+    """The resolved MLflow tracking URI; an http(s) server must answer within 5 s, an sqlite
+    store that exists must be a database (and writable, with ``write``)."""
     uri = resolve_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and Path(uri[len("sqlite:///"):]).is_file():
+        check_sqlite_store(Path(uri[len("sqlite:///"):]), write)
     if uri.startswith(("http://", "https://")):
         why = answers(f"{uri.rstrip('/')}/health")
         if why is not None:
@@ -42,6 +45,28 @@ def check_tracking_server(uri: str | None = None) -> str:
                             f"({why}); start the server or unset MLFLOW_TRACKING_URI to use "
                             f"./mlflow.db")
     return uri
+
+
+def check_sqlite_store(path: Path, write: bool) -> None:
+    """A damaged or read-only store file is one line naming it, before any work (MLflow would
+    answer with pages of SQLAlchemy traceback, after the run directory was made)."""
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode={'rw' if write else 'ro'}",
+                                                uri=True, timeout=5)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if write:  # a real write, rolled back: the file and its folder must take it
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(f"PRAGMA user_version = {int(version)}")
+                db.execute("ROLLBACK")
+    except sqlite3.Error as err:
+        if "locked" in str(err):  # another run writing right now: busy, not broken
+            return
+        raise UserError(f"MLflow store {path}: {err} (damaged, or not writable here): restore "
+                        f"it, or set MLFLOW_TRACKING_URI to another store") from None
 
 
 def check_store_exists(uri: str | None = None) -> str:

@@ -29,6 +29,7 @@ from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import packed_tag
 from ganpkg.files import write_atomic
 from ganpkg.metrics import summarize
+from pipelines.faults import pause_point
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
 from pipelines.tracking import EVAL, eval_metrics, get_client, sqlite_artifact_root
@@ -108,6 +109,29 @@ def _round(current) -> str:
 def _stamp(client, name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+def check_servable(client, name: str, version: str) -> None:
+    """The version loads as `sample` loads it (pickle-free pt2, its MLmodel and archive present)
+    and maps z to finite images: an alias is never moved to what cannot be served."""
+    import torch
+
+    from pipelines.registry_load import load_registered_generator
+
+    try:
+        generator, z_dim = load_registered_generator(f"models:/{name}/{version}",
+                                                     client.tracking_uri)
+        with torch.no_grad():
+            finite = bool(torch.isfinite(generator(torch.zeros(2, z_dim))).all())
+    except UserError as err:
+        reason = str(err)
+    except Exception as err:  # noqa: BLE001  whatever a damaged artifact raises, say it
+        reason = f"{err.__class__.__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    else:
+        if finite:
+            return
+        reason = "its images are not finite numbers"
+    raise UserError(f"{name} v{version} cannot be served, so no alias moves to it: {reason}")
 
 
 @contextmanager
@@ -208,6 +232,7 @@ def promote(name: str, version: str | int, reason: str, tracking_uri: str | None
     except MlflowException:
         raise UserError(f"--version {version}: {name} has no such version in "
                         f"{client.tracking_uri}") from None
+    check_servable(client, name, version)
     old = _make_champion(client, name, version)
     _stamp(client, name, version, {"gate.decision": CHAMPION, "promotion.manual": "true",
                                    "promotion.reason": reason, "promotion.by": _user(),
@@ -276,12 +301,16 @@ def log_generator(client, run_id: str, generator, z_dim: int, channels: int, res
     # pyfunc flavour (serving) only for them.
     example = torch.randn(2, z_dim, generator=torch.Generator().manual_seed(0)).numpy()
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    status = client.get_run(run_id).info.status
     # log_model's logged-model record takes its experiment from the active run.
     with using_tracking_uri(client.tracking_uri), mlflow.start_run(run_id=run_id):
-        return mlflow.pytorch.log_model(
+        info = mlflow.pytorch.log_model(
             generator.cpu().eval(), name="generator", serialization_format="pt2",
             signature=model_signature(z_dim, channels, resolution), input_example=example,
             pip_requirements=requirements)  # explicit: inference would load it in a subprocess
+    if status == "RUNNING":  # leaving start_run ended it: the flow ends it, after the gate
+        client.update_run(run_id, status="RUNNING")
+    return info
 
 
 def _version_tags(run_tags: dict[str, str], metrics: dict[str, float],
@@ -321,12 +350,14 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
                 name, model.model_uri, run_id=run_id, tags=tags, model_id=model.model_id).version)
         link_logged_model(client, model.model_id, name, version, run_id, metrics, protocol,
                           info["step"])
+        pause_point("version")  # registered, not yet gated: where a kill leaves it undecided
     done = client.get_model_version(name, version).tags
     if "gate.decision" in done:  # a retry after the gate had run: its decision stands
         decision = GateDecision(done["gate.decision"], done.get("gate.reason", ""),
                                 None if done.get("gate.compared_with") in (None, "none")
                                 else done["gate.compared_with"])
     else:
+        check_servable(client, name, version)
         decision = apply_gate(client, name, version, config.registry)
     with tempfile.TemporaryDirectory() as tmp:
         save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),

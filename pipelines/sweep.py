@@ -7,7 +7,7 @@ A trial trains in a child process (``train_model(isolate=True)``: trials in thre
 process would share torch's global RNG) and evaluates; its MLflow run is nested under the
 parent (tag ``mlflow.parentRunId``). A failed trial is reported and the others go on; the
 sweep fails only when every trial failed. The best trial by ``registry.primary_metric`` goes
-through the retrain flow's registration and gate (``register_model``, under REGISTRY_LIMIT).
+through the retrain flow's registration and gate (``register_model``, under the registry's exclusion).
 
 On a work pool: deploy this flow itself (``prefect deploy`` with entrypoint
 ``pipelines/sweep.py:sweep``); its trials then run as flow runs in the sweep's worker.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ganpkg.config import DataConfig
 from ganpkg.data.prepared import replace_dir
-from ganpkg.data.sources import SNAPSHOT, get_source, sorted_files
+from ganpkg.data.sources import SNAPSHOT, get_source, is_ignored, sorted_files
 from ganpkg.errors import UserError
 from ganpkg.files import hash_bytes, hash_file
 
@@ -48,8 +48,11 @@ def snapshot_bytes(source: str, root: Path, skipped: list[tuple[str, str]]) -> b
         "format": SNAPSHOT_FORMAT,
         "source": source,
         "files": files,
-        "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped)],
+        "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped) if not is_ignored(r)],
     }
+    ignored = [{"path": p, "reason": r} for p, r in sorted(skipped) if is_ignored(r)]
+    if ignored:  # (absent when empty: snapshots without such files keep their bytes)
+        record["ignored"] = ignored
     return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -87,7 +90,7 @@ def ingest(config: DataConfig, log: Callable[[str], None] | None = None) -> Inge
         shutil.rmtree(staged, ignore_errors=True)
         raise
     if log:
-        for item in record["skipped"]:
+        for item in record["skipped"] + record.get("ignored", []):
             log(f"skipped {item['path']}: {item['reason']}")
     return IngestResult(
         raw_dir=target,

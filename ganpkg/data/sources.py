@@ -57,6 +57,12 @@ class Listing:
 
 
 Skipped = tuple[str, str]  # (path relative to the source, reason)
+# The reason of a file a source leaves out by design (not a failure: data.strict ignores it).
+NOT_AN_IMAGE = "not an image file"
+
+
+def is_ignored(reason: str) -> bool:
+    return reason.startswith(NOT_AN_IMAGE)
 
 
 class Source(Protocol):
@@ -158,8 +164,12 @@ class ImageFolderSource:
             raise UserError(f"data.source_path: {src} is not a folder (source image_folder)")
         odd: list[tuple[Path, str]] = []
         files = []
+        ignored: list[Skipped] = []
         for path in sorted_files(src, odd):
-            if not is_image_name(path.name):
+            if not is_image_name(path.name):  # listed, so nothing leaves the folder unsaid
+                kind = path.suffix.lower() or "no extension"
+                ignored.append((f"{self.subdir}/{path.relative_to(src).as_posix()}",
+                                f"{NOT_AN_IMAGE} ({kind}; taken: {', '.join(IMAGE_EXTENSIONS)})"))
                 continue
             if path.is_symlink() and not path.resolve().is_relative_to(src.resolve()):
                 # its bytes are not the folder's to copy, version and push (e.g. /etc/passwd)
@@ -172,7 +182,7 @@ class ImageFolderSource:
                 f"data.source_path: {src} holds no image files "
                 f"(looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
             )
-        skipped: list[Skipped] = []
+        skipped: list[Skipped] = ignored
         for path, reason in odd:  # recorded in the snapshot, like unreadable image files
             if config.strict:
                 raise UserError(f"{path}: {reason} (data.strict is true)")

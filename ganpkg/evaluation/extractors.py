@@ -253,6 +253,26 @@ def resolve_extractor(cfg: EvalConfig, download: bool = True, labels=None) -> Ex
     return FEATURE_EXTRACTORS.get(name).resolve(cfg, download=download)
 
 
+# Bytes per feature value held while measuring: torch-fidelity's float32 features, their float64
+# statistics and the bootstrap's resampled copies.
+BYTES_PER_FEATURE = 32
+
+
+def check_feature_memory(cfg: EvalConfig) -> None:
+    """eval.n_samples whose features cannot fit in memory now: refused before any work."""
+    from ganpkg.device import available_memory
+
+    widths = {"domain": cfg.domain.feature_dim, "selfsup": cfg.selfsup.feature_dim}
+    widths[AUTO_EXTRACTOR] = max(widths.values())  # one of the two, not yet known which
+    width = widths.get(cfg.extractor, 2048)  # Inception's pool3
+    need = max(cfg.n_samples, cfg.memorization_n_samples) * width * BYTES_PER_FEATURE
+    free = available_memory()
+    if free is not None and need > free:
+        raise UserError(f"eval.n_samples {cfg.n_samples}: its features need about "
+                        f"{need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are free; at most "
+                        f"about {free // (width * BYTES_PER_FEATURE)} here")
+
+
 def check_eval_ready(config: Config, download: bool = True,
                      need_domain_weights: bool = False) -> ExtractorSpec | None:
     """Fail fast, before training, when evaluation could not run; one-line UserError says how.
@@ -263,6 +283,7 @@ def check_eval_ready(config: Config, download: bool = True,
     """
     config = resolve_auto(config)
     cfg = config.eval
+    check_feature_memory(cfg)
     if cfg.extractor == AUTO_EXTRACTOR:  # no prepared data yet: its stages train the extractor
         return None
     if FEATURE_EXTRACTORS.get(cfg.extractor).dvc_stage and not need_domain_weights \

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from ganpkg.data.prepared import PreparedDataset, float_to_uint8, open_prepared
 from ganpkg.errors import UserError
-from ganpkg.evaluation.extractors import ExtractorSpec, resolve_extractor
+from ganpkg.evaluation.extractors import ExtractorSpec, check_feature_memory, resolve_extractor
 from ganpkg.evaluation.memorization import MemorizationReport, memorization_check
 from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.evaluation.reference_stats import (
@@ -292,6 +292,7 @@ def evaluate_checkpoint(checkpoint: str | Path, config: Config,
 
     if not Path(checkpoint).is_file():
         raise UserError(f"--checkpoint {checkpoint}: file not found")
+    check_feature_memory(config.eval)
     generator, info = load_generator(checkpoint)  # a broken one is refused before any work
     dataset = open_prepared(config.data.prepared_dir)
     spec = resolve_extractor(config.eval, labels=dataset.labels)

@@ -66,6 +66,29 @@ def main() -> None:
         console.print(f"error: {describe_os_error(err)}", highlight=False, soft_wrap=True,
                       markup=False)
         sys.exit(1)
+    except Exception as err:
+        line = store_failure(err)
+        if line is None:
+            raise  # a bug: its traceback is what a report needs
+        console.print(f"error: {line}", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(1)
+
+
+def store_failure(err: BaseException) -> str | None:
+    """'MLflow store URI: what the database said' when ``err`` (or what caused it) is the
+    tracking store's database refusing (damaged, read-only, full); else None."""
+    from pipelines.registry_load import resolve_tracking_uri
+
+    seen = err
+    while seen is not None:
+        module = type(seen).__module__
+        text = str(seen)
+        if module.startswith(("sqlalchemy", "sqlite3")) or "(sqlite3." in text:
+            said = text.split("\n")[0].split(") ", 1)[-1][:200]
+            return (f"MLflow store {resolve_tracking_uri()}: {said} (damaged, or not writable "
+                    f"here): restore it, or set MLFLOW_TRACKING_URI to another store")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _interrupt(signum, frame) -> None:

@@ -25,7 +25,7 @@ def preflight(configs: list[Config], overrides: list[str]) -> None:
     from pipelines.preflight import check_prefect_server, check_tracking_server, check_writable
 
     refuse_dvc_overrides(overrides)
-    check_tracking_server()
+    check_tracking_server(write=True)
     check_prefect_server()
     explicit = any(o.split("=", 1)[0].strip() == "train.run_dir" for o in overrides)
     for cfg in configs:  # the flow trains in run_dir when it is set explicitly, else beside it
@@ -48,9 +48,9 @@ def _in_prefect(start: Callable[[], Any], configs: list[Config]) -> Any:
         try:
             return start()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM; Typer then exits 130
-            console.print("interrupted: the MLflow run is marked KILLED; run the same command "
-                          "again to resume from the last checkpoint", highlight=False,
-                          markup=False, soft_wrap=True)
+            from pipelines.flows import interrupted_message
+
+            console.print(interrupted_message(), highlight=False, markup=False, soft_wrap=True)
             raise
 
 

@@ -74,16 +74,46 @@ def sample(out: OutOpt, checkpoint: CheckpointOpt = None, model: ModelOpt = None
 
         check_store_exists()
         g, z_dim = load_registered_generator(model)
-    if interpolate:
-        z, nrow = interpolation_latents(interpolate, steps, z_dim, seed), steps
-    else:
-        z, nrow = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)), None
-    if out.suffix.lower() == ".png":
-        save_grid(g, z, out, nrow=nrow)
-        say(f"wrote grid of {len(z)} images: {out}")
-    else:
-        paths = save_images(generate(g, z), out)
-        say(f"wrote {len(paths)} images to {out}/")
+    count = interpolate * steps if interpolate else n
+    grid = out.suffix.lower() == ".png"
+    if grid and count > MAX_GRID:
+        raise UserError(f"--n {count}: one grid holds at most {MAX_GRID} images; give a folder "
+                        f"as --out for more")
+    draws = torch.Generator().manual_seed(seed)
+    if grid or interpolate:
+        z = (interpolation_latents(interpolate, steps, z_dim, seed) if interpolate
+             else torch.randn(n, z_dim, generator=draws))
+        if grid:
+            save_grid(g, z, out, nrow=steps if interpolate else None)
+            say(f"wrote grid of {count} images: {out}")
+        else:
+            say(f"wrote {len(save_images(generate(g, z), out))} images to {out}/")
+        return
+    first = generate(g, torch.randn(1, z_dim, generator=torch.Generator().manual_seed(seed)))
+    check_room(out, n, first[0].numel())
+    written = 0  # in chunks: memory stays that of one chunk whatever --n is
+    for start in range(0, n, SAMPLE_CHUNK):
+        z = torch.randn(min(SAMPLE_CHUNK, n - start), z_dim, generator=draws)
+        written += len(save_images(generate(g, z), out, first_index=start))
+    say(f"wrote {written} images to {out}/")
+
+
+MAX_GRID = 4096  # a 64 × 64 grid; more is no longer a picture anyone reads
+SAMPLE_CHUNK = 1024
+
+
+def check_room(folder: Path, n: int, values_per_image: int) -> None:
+    """--n images of this size must fit on the disk under ``folder`` (a PNG is at most about
+    its raw bytes): refused before the first one is written."""
+    import shutil
+
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(existing).free
+    need = n * (values_per_image + 200)
+    if need > free:
+        raise UserError(f"--n {n}: about {need / 2**30:.1f} GiB of PNGs and {existing} has "
+                        f"{free / 2**30:.1f} GiB free; at most about "
+                        f"{free // (values_per_image + 200)} images there")
 
 
 def register(root: typer.Typer) -> None:

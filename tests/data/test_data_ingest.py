@@ -159,3 +159,18 @@ def test_unreadable_files_are_skipped_and_recorded(tmp_path):
                                   "reason": "unreadable: permission denied"}]
     assert result["rejected"] == result["skipped"] and result["accepted"] == 1
     assert "secret.png: unreadable: permission denied" in result["strict"]
+
+
+def test_files_that_are_not_images_are_listed_with_the_reason_even_when_strict(workdir, tmp_path):
+    src = tmp_path / "src"
+    write(src / "ok.png", noise_png(1))
+    write(src / "anim.gif", b"GIF89a")
+    write(src / "sub" / "README", b"about these images")
+    ingest(folder_config(src, strict=True))  # left out by design, not a bad file: no error
+    snapshot = json.loads((workdir / "data" / "snapshot.json").read_text())
+    ignored = {entry["path"]: entry["reason"] for entry in snapshot["ignored"]}
+    assert set(ignored) == {"images/anim.gif", "images/sub/README"}
+    assert ignored["images/anim.gif"].startswith("not an image file (.gif; taken: .png")
+    assert "no extension" in ignored["images/sub/README"] and snapshot["skipped"] == []
+    assert sorted(p.name for p in (workdir / "data").rglob("*") if p.is_file()) == [
+        "ok.png", "snapshot.json"]

@@ -124,6 +124,22 @@ def test_worse_never_champion_then_better_then_rollback_and_promote(registered):
         registry.promote(name, v1, " ", registered.uri)
 
 
+def test_promote_refuses_a_version_that_cannot_be_served(registered, tmp_path):
+    client = MlflowClient(registered.uri)
+    source = client.get_model_version("ganpkg-generator", registered.version).source
+    name = "gone-test"
+    client.create_registered_model(name)
+    v1, _ = _version(client, name, source, registered.run_id, 10.0)
+    gone = tmp_path / "gone"  # a version whose model files were deleted
+    (gone / "data").mkdir(parents=True)
+    (gone / "MLmodel").write_text("flavors: {}\n")
+    v2 = client.create_model_version(name, str(gone), run_id=registered.run_id).version
+    with pytest.raises(UserError, match=rf"{name} v{v2} cannot be served, so no alias moves"):
+        registry.promote(name, v2, "looks fine", registered.uri)
+    assert _alias(client, name, CHAMPION) == v1
+    assert "promotion.reason" not in client.get_model_version(name, v2).tags
+
+
 def test_promote_cli(registered, monkeypatch, tmp_path):
     import typer
 

@@ -6,6 +6,7 @@ the registry and run directories are as they were (nothing created, nothing half
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -123,6 +124,10 @@ CASES = [
     Case("sample with neither source", ["sample", "--out", "g.png"], "exactly one of"),
     Case("evaluate a missing checkpoint", ["evaluate", "--checkpoint", "none.pt"],
          "none.pt: file not found"),
+    *[Case(f"{args[0]} with a damaged store", args, "mlflow.db: file is not a database",
+           files={"mlflow.db": "not sqlite " * 400})
+      for args in (["run"], ["leaderboard"], ["promote", "--version", "1", "--reason", "x"],
+                   ["sample", "--model", "models:/ganpkg-generator@champion", "--out", "g.png"])],
 ]
 
 
@@ -279,3 +284,62 @@ def test_manifest_is_byte_identical_and_odd_entries_are_recorded(tmp_path):
     snapshot_text = json.dumps(skipped.skipped)
     assert "fifo.png" in snapshot_text and "FIFO" in snapshot_text, snapshot_text
     assert "loop.png" in snapshot_text, snapshot_text
+
+
+@pytest.mark.parametrize(("command", "extra", "expect"), [
+    ("sample", ["--n", "10000000", "--out", "g.png"], "one grid holds at most 4096 images"),
+    ("sample", ["--n", "1000000000000", "--out", "many"], "GiB of PNGs"),
+    ("evaluate", ["--set", "eval.n_samples=100000000000", "--out", "eval"],
+     "eval.n_samples 100000000000: its features need about"),
+    ("train", ["--set", "train.batch_size=60000", "--set", "train.run_dir=big"],
+     "train.batch_size 60000 is more than the 64 prepared images"),
+], ids=["grid", "folder", "eval-samples", "batch"])
+def test_what_cannot_fit_is_refused_before_work_starts(trained, tmp_path, command, extra,
+                                                       expect):
+    _, _, args, ckpt = trained
+    source = [] if command == "train" else ["--checkpoint", str(ckpt)]
+    config = [] if command == "sample" else args
+    before = snapshot(tmp_path)
+    done = ganpkg([command, *source, *config, *extra], tmp_path)
+    check_one_line(done, 2, expect)
+    assert snapshot(tmp_path) == before  # no grid, no folder, no run directory
+
+
+def test_out_of_memory_in_training_is_one_line_and_a_failed_status(trained, tmp_path):
+    import shutil
+
+    _, _, args, _ = trained
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    # 5 GB of address space: ganpkg with torch needs about 3.7 GB, a 2048-wide generator more.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(["prlimit", "--as=5000000000", GANPKG, "train", *args,
+                           "--set", "model.g_width=2048", "--set", "train.run_dir=huge"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    check_one_line(done, 2, "out of memory at step 0 (train.batch_size 16, model.g_width 2048")
+    status = json.loads((tmp_path / "huge" / "status.json").read_text())
+    assert status["status"] == "FAILED" and "out of memory" in status["message"]
+
+
+def test_a_read_only_store_is_one_line_before_any_work(tmp_path):
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, "8m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        # a real store, made by a process that then exits (an open one keeps the mount busy)
+        make_store = ("import sys; from mlflow import MlflowClient; "
+                      "MlflowClient(sys.argv[1]).search_experiments()")
+        subprocess.run([sys.executable, "-c", make_store, f"sqlite:///{disk / 'mlflow.db'}"],
+                       check=True, capture_output=True)
+        remount = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True,
+                                 check=False)
+        if remount.returncode != 0:
+            pytest.skip("cannot remount the tmpfs read-only here")
+        (tmp_path / "work").mkdir()
+        done = ganpkg(["run"], tmp_path / "work",
+                      {"MLFLOW_TRACKING_URI": f"sqlite:///{disk / 'mlflow.db'}"})
+        check_one_line(done, 2, f"MLflow store {disk / 'mlflow.db'}: attempt to write a readonly")
+        assert snapshot(tmp_path / "work") == {}  # no runs/ folder left behind
+    finally:
+        _umount(disk)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.flows import INTERRUPTED
+
 GANPKG = str(Path(sys.executable).with_name("ganpkg"))
 
 # tests/pipelines' throw-away project builder, loaded by path (conftest files share one name).
@@ -24,8 +26,9 @@ _project = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_project)
 
 
-def start(project: Path, log: Path) -> subprocess.Popen:
+def start(project: Path, log: Path, **extra: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(extra)
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
                PREFECT_HOME=str(project / ".prefect"), OMP_NUM_THREADS="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
@@ -108,3 +111,80 @@ def test_killed_run_resumes_and_sigterm_closes_it(tmp_path):
     assert sum(line.startswith("interrupted:") for line in out.splitlines()) == 1, out
     assert mlflow_status(project, run_dir) == "KILLED"
     assert json.loads((run_dir / "status.json").read_text())["status"] == "KILLED"
+
+
+def stop_at(project: Path, tmp_path: Path, where: str, sig: int, name: str) -> tuple[int, str]:
+    """`ganpkg run` paused at WHERE (pipelines/faults.pause_point) and sent SIG there: its exit
+    code and output. Whatever it left running (its temporary server, a dvc) is killed after."""
+    log, flag = tmp_path / f"{name}.log", tmp_path / f"{name}.paused"
+    proc = start(project, log, GANPKG_TEST_PAUSE_AT=where, GANPKG_TEST_PAUSE_FILE=str(flag))
+    try:
+        # bounded: a run that waits on a slot a killed run left would never get here
+        wait_for(flag.exists, f"the pause at {where}", proc, log, timeout=180)
+        os.kill(proc.pid, sig)
+        code = proc.wait(90)
+    finally:
+        if session_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return code, log.read_text()
+
+
+def versions(project: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    return sorted(client.search_model_versions(), key=lambda v: int(v.version))
+
+
+def test_a_run_killed_or_stopped_at_any_stage_never_wedges_and_is_finished_by_the_next(tmp_path):
+    project = _project.make_project(tmp_path)
+    run_root = project / "runs" / "tiny"
+
+    # kill -9 inside the data stage's workspace lock: the next run must not wait on it.
+    assert stop_at(project, tmp_path, "data", signal.SIGKILL, "data-kill")[0] == -9
+
+    # SIGTERM in evaluation: one line for that stage; trained, not evaluated, MLflow KILLED.
+    code, out = stop_at(project, tmp_path, "evaluate", signal.SIGTERM, "eval-term")
+    assert code == 130, out
+    assert "Traceback" not in out, out
+    said = [line for line in out.splitlines() if line.startswith("interrupted")]
+    assert said == [INTERRUPTED["evaluate"]], out
+    assert "evaluate and register the trained checkpoint (no retraining)" in said[0]
+    (run_dir,) = steps(run_root)
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "FINISHED"
+    assert mlflow_status(project, run_dir) == "KILLED"
+    trained_at = (run_dir / "status.json").stat().st_mtime_ns
+
+    # kill -9 right after the version is registered, before its gate (and inside the slot).
+    code, out = stop_at(project, tmp_path, "version", signal.SIGKILL, "version-kill")
+    assert code == -9 and "resuming the interrupted run" in out, out
+    (undecided,) = versions(project)
+    assert "gate.decision" not in undecided.tags
+    assert mlflow_status(project, run_dir) == "RUNNING"
+
+    # SIGTERM before registration: that stage's line.
+    code, out = stop_at(project, tmp_path, "register", signal.SIGTERM, "register-term")
+    assert code == 130 and "Traceback" not in out, out
+    assert "interrupted during registration" in out and mlflow_status(project, run_dir) == "KILLED"
+
+    # SIGTERM in the data stage: that stage's line.
+    code, out = stop_at(project, tmp_path, "data", signal.SIGTERM, "data-term")
+    assert code == 130 and "interrupted in the data stage: nothing was trained" in out, out
+
+    # A plain run finishes the killed one: no new training, the same version gated.
+    log = tmp_path / "last.log"
+    last = start(project, log)
+    try:
+        assert last.wait(240) == 0, log.read_text()
+    finally:
+        if session_alive(last.pid):
+            os.killpg(last.pid, signal.SIGKILL)
+    assert "resuming the interrupted run" in log.read_text()
+    assert list(steps(run_root)) == [run_dir]
+    assert (run_dir / "status.json").stat().st_mtime_ns >= trained_at  # rewritten, no new steps
+    assert json.loads((run_dir / "status.json").read_text())["step"] == 12
+    (gated,) = versions(project)
+    assert gated.version == undecided.version and gated.tags["gate.decision"] in (
+        "champion", "challenger")
+    assert mlflow_status(project, run_dir) == "FINISHED"
+    assert json.loads((run_dir / "flow.json").read_text())["stage"] == "done"
