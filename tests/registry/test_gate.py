@@ -212,3 +212,19 @@ def test_a_first_version_must_clearly_beat_its_baseline():
              "metric.is_domain_floor": "9.1"}
     assert decide(first, None, None, isc).alias == CHAMPION
     assert decide({**first, "metric.is_domain": "1.2"}, None, None, isc).alias == CHALLENGER
+
+
+def test_a_version_a_killed_run_left_undecided_is_gated_when_its_run_is_closed(registered):
+    from pipelines.resume import gate_undecided
+
+    client = MlflowClient(registered.uri)
+    source = client.get_model_version("ganpkg-generator", registered.version).source
+    name = "orphan-test"
+    client.create_registered_model(name)
+    with using_tracking_uri(client.tracking_uri):  # registered, then the process was killed
+        left = str(client.create_model_version(name, source, run_id=registered.run_id,
+                                               tags=tags(10.0)).version)
+    cfg = CFG.model_copy(update={"model_name": name})
+    assert gate_undecided(client, registered.run_id, cfg) == [left]
+    assert client.get_model_version(name, left).tags["gate.decision"] == CHAMPION
+    assert gate_undecided(client, registered.run_id, cfg) == []  # decided once, never again
