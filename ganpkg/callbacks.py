@@ -25,6 +25,8 @@ class TrainingCallback(Protocol):
 
     def on_checkpoint(self, step: int, path: Path) -> None: ...
 
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
+
     def on_end(self, status: str, run_dir: Path) -> None: ...
 
 
@@ -41,6 +43,9 @@ class NullCallback:
         pass
 
     def on_checkpoint(self, step: int, path: Path) -> None:
+        pass
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         pass
 
     def on_end(self, status: str, run_dir: Path) -> None:
@@ -99,6 +104,11 @@ class CallbackList(NullCallback):
         with signals_deferred():
             for cb in self.callbacks:
                 cb.on_checkpoint(step, path)
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        with signals_deferred():
+            for cb in self.callbacks:
+                cb.on_eval(step, metrics)
 
     def on_end(self, status: str, run_dir: Path) -> None:
         with signals_deferred():

@@ -138,6 +138,23 @@ class TrainConfig(Section):
         default=1e-4, ge=0, description="D loss below this for collapse_patience steps = collapsed"
     )
     collapse_patience: int = Field(default=200, gt=0)
+    eval_every_steps: int | None = Field(
+        default=None, gt=0,
+        description="the FID curve's cadence (eval.progress_n_samples): none = at every "
+                    "checkpoint; a multiple of checkpoint_every_steps, so each point has a checkpoint",
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0,
+        description="a wall-clock budget for training (its resumptions together): stops with a "
+                    "checkpoint once spent; total_steps stays the reproducible budget",
+    )
+
+    @model_validator(mode="after")
+    def _eval_on_checkpoints(self) -> TrainConfig:
+        if self.eval_every_steps and self.eval_every_steps % self.checkpoint_every_steps:
+            raise ValueError(f"train.eval_every_steps ({self.eval_every_steps}) must be a multiple "
+                             f"of train.checkpoint_every_steps ({self.checkpoint_every_steps})")
+        return self
 
 
 class DomainExtractorConfig(Section):
@@ -221,6 +238,11 @@ class EvalConfig(Section):
                     "nearest-neighbour distances (fresh samples are flagged at about this rate)",
     )
     memorization_pairs: int = Field(default=16, gt=0, description="closest pairs in the PNG")
+    progress_n_samples: int = Field(
+        default=2000, ge=0,
+        description="samples of the FID curve during training (0 = none): the primary metric "
+                    "and its se at each train.eval_every_steps, no floor, baseline or memorization",
+    )
     bootstrap_resamples: int = Field(
         default=50, ge=0,
         description="resamples of the generated features for each metric's standard error "

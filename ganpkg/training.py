@@ -65,6 +65,7 @@ class TrainResult:
     checkpoint: Path
     status: str
     step: int
+    stopped_by: str = "total_steps"  # or "max_seconds": which budget ended the run
 
 
 class DataOrder:
@@ -263,6 +264,8 @@ class Trainer:
         self.noise = torch.Generator().manual_seed(t.seed)
         self.order = DataOrder(len(data), t.batch_size, t.seed)
         self.step = 0
+        self.train_seconds = 0.0  # of earlier sessions of this run (from the checkpoint)
+        self._session_start = time.perf_counter()
         self.fixed_z = fixed_noise(t.sample_grid_size, config.model.z_dim, t.seed)
         self.guard = DivergenceGuard(config, loss)
         self.data_md5 = data_md5(data)
@@ -286,6 +289,7 @@ class Trainer:
             "torch_version": str(torch.__version__),
             "device": str(self.rt.device),
             "world_size": self.rt.world_size,
+            "train_seconds": self.train_seconds + time.perf_counter() - self._session_start,
         }
 
     def resume(self, path: Path) -> None:
@@ -302,6 +306,7 @@ class Trainer:
         restore_rng({k: v.cpu() if torch.is_tensor(v) else v for k, v in state["rng"].items()},
                     self.noise)
         self.step = state["step"]
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def save_checkpoint(self) -> Path:
         path = ckpt.save_atomic(self.state(), self.ckpt_dir / ckpt.checkpoint_name(self.step))
@@ -339,6 +344,8 @@ class Trainer:
         if self.rt.is_main and self.step == 0:  # the grid slider's first position: untrained G
             self._sample()
         tick, tick_step = time.perf_counter(), self.step
+        self._session_start = time.perf_counter()
+        stopped_by = "total_steps"
         while self.step < t.total_steps:
             factor = learning_rate_factor(t.lr_schedule, self.step, t.total_steps)
             for opt, lr in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
@@ -349,7 +356,9 @@ class Trainer:
             self.guard.observe(self.step, losses)  # device-side; read at the next log step
             update_ema(self.g_ema, self.g_plain,
                        ema_decay_at(self.step, t.ema_decay, t.ema_start_step))
-            due_ckpt = self.step % t.checkpoint_every_steps == 0 or self.step == t.total_steps
+            out_of_time = self._out_of_time()
+            due_ckpt = (self.step % t.checkpoint_every_steps == 0 or self.step == t.total_steps
+                        or out_of_time)
             if self.step % t.log_every_steps == 0 or due_ckpt:
                 values = {k: float(v) for k, v in losses.items()}
                 self.guard.check(self.step, values)
@@ -362,11 +371,26 @@ class Trainer:
                 if self.rt.is_main:
                     self.cb.on_step(self.step, values)
             if self.rt.is_main and (self.step % t.sample_every_steps == 0
-                                    or self.step == t.total_steps):
+                                    or self.step == t.total_steps or out_of_time):
                 self._sample()
             if self.rt.is_main and due_ckpt:
                 last_path = self.save_checkpoint()
-        return TrainResult(self.run_dir, last_path, "FINISHED", self.step)
+            if out_of_time:
+                stopped_by = "max_seconds"
+                break
+        return TrainResult(self.run_dir, last_path, "FINISHED", self.step, stopped_by)
+
+    def _out_of_time(self) -> bool:
+        """train.max_seconds spent (this run's resumptions together)? Read at log steps only;
+        under torchrun rank 0's clock decides for all ranks (one collective per log step)."""
+        t = self.config.train
+        if t.max_seconds is None or self.step % t.log_every_steps:
+            return False
+        spent = self.train_seconds + time.perf_counter() - self._session_start
+        flag = torch.tensor(float(spent >= t.max_seconds), device=self.rt.device)
+        if self.rt.world_size > 1:
+            torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _sample(self) -> None:
         """The EMA generator's grid of the fixed noise at this step (own noise: no RNG used)."""
@@ -381,10 +405,13 @@ def out_of_memory(err: BaseException) -> bool:
         isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
 
 
-def write_status(run_dir: Path, status: str, step: int, message: str = "") -> None:
-    """run_dir/status.json: FINISHED, FAILED (why) or KILLED (interrupted: resumable)."""
+def write_status(run_dir: Path, status: str, step: int, message: str = "",
+                 stopped_by: str | None = None) -> None:
+    """run_dir/status.json: FINISHED (and which budget ended it), FAILED (why) or KILLED
+    (interrupted: resumable)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    body = {"status": status, "step": step, "message": message}
+    body = {"status": status, "step": step, "message": message,
+            **({"stopped_by": stopped_by} if stopped_by else {})}
     (run_dir / "status.json").write_text(json.dumps(body, indent=2))
 
 
@@ -410,7 +437,7 @@ def train(config: Config, callbacks: list[TrainingCallback] | None = None,
             trainer.resume(existing)
         result = trainer.run()
         if runtime.is_main:
-            write_status(result.run_dir, "FINISHED", result.step)
+            write_status(result.run_dir, "FINISHED", result.step, stopped_by=result.stopped_by)
             callback.on_end("FINISHED", result.run_dir)
         return result
     except TrainingDiverged as err:

@@ -94,7 +94,9 @@ def train_model(config: Config, flow_run_id: str | None, lineage: dict[str, Any]
             if is_interrupt(err) and tracker.run_id is not None:
                 close_run(tracker, "KILLED", Path(config.train.run_dir))
             raise
-    callbacks = [tracker]
+    from ganpkg.evaluation.progress import progress_callbacks
+
+    callbacks = [tracker, *progress_callbacks(config, [tracker])]  # the FID curve
     if fault_at_step is not None:
         callbacks.append(FaultOnce(fault_at_step, Path(config.train.run_dir)))
     try:
@@ -139,7 +141,7 @@ def register_model(config: Config, trained: dict[str, Any], evaluated: dict[str,
     pause_point("register")
     with registry_slot():
         reg = register_run(trained["run_id"], trained["checkpoint"], evaluated["metrics"],
-                           evaluated["protocol"], config)
+                           evaluated["protocol"], config, chosen=trained.get("chosen"))
     return {"name": reg.name, "version": reg.version, "model_uri": reg.model_uri,
             **asdict(reg.decision)}
 
@@ -192,6 +194,7 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
         trained = train_model(config, str(flow_run.get_id()), lineage, fault_at_step,
                               run_name=run_dir.name)
     with clock("evaluate"), flow_stage(run_dir, "evaluate", trained["run_id"]):
+        trained = chosen_checkpoint(config, trained)
         evaluated = evaluate_model(config, trained)
     with clock("register"), flow_stage(run_dir, "register", trained["run_id"]):
         registered = register_model(config, trained, evaluated)
@@ -204,6 +207,19 @@ def retrain(config_path: str | None = "params.yaml", overrides: list[str] | None
     return {"status": "trained", "reason": reason, **registered,
             "run_id": trained["run_id"], "mlflow_url": mlflow_url, "metrics": evaluated["metrics"],
             "seconds": {**clock.seconds, "flow": clock.total()}}
+
+
+def chosen_checkpoint(config: Config, trained: dict[str, Any]) -> dict[str, Any]:
+    """``trained`` pointing at the checkpoint the flow evaluates and registers: the FID curve's
+    best step where it beats the last beyond noise, else the last (progress.choose_checkpoint);
+    why is logged and becomes the version's tag ``checkpoint.chosen``."""
+    from ganpkg.evaluation.progress import choose_checkpoint
+
+    choice = choose_checkpoint(Path(config.train.run_dir), Path(trained["checkpoint"]),
+                               int(trained["step"]), config.registry.primary_metric)
+    get_run_logger().info("evaluating step %d: %s", choice.step, choice.reason)
+    return {**trained, "checkpoint": str(choice.checkpoint), "step": choice.step,
+            "chosen": choice.reason}
 
 
 # What an interrupt left, by the stage it hit (the command line prints it; one flow per process).

@@ -28,7 +28,7 @@ from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import packed_tag
 from ganpkg.files import write_atomic
-from ganpkg.metrics import summarize
+from pipelines.card import NOTE_TAG, card_html, model_card, verdict
 from pipelines.faults import pause_point
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.registry_load import using_tracking_uri
@@ -36,9 +36,8 @@ from pipelines.tracking import EVAL, eval_metrics, get_client, sqlite_artifact_r
 
 # Run tags copied onto each version: what users filter versions on (and the retrain policy
 # reads). The registry page lists every version tag in each row, so the full lineage stays on
-# the run and in the model card (LINEAGE_PREFIXES).
+# the run and in the model card (card.LINEAGE_PREFIXES).
 VERSION_LINEAGE = ("git.commit", "data.dvc_md5", "ganpkg.result_hash")
-LINEAGE_PREFIXES = ("git.", "data.", "ganpkg.", "prefect.", "torch.", "device", "env.")
 GRID_SEED = 0
 
 
@@ -324,8 +323,9 @@ def _version_tags(run_tags: dict[str, str], metrics: dict[str, float],
 
 def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
                  protocol: dict[str, Any], config: Config,
-                 tracking_uri: str | None = None) -> Registration:
-    """Log the checkpoint's EMA generator, register a version, gate it, write its model card."""
+                 tracking_uri: str | None = None, chosen: str | None = None) -> Registration:
+    """Log the checkpoint's EMA generator, register a version, gate it, write its model card.
+    ``chosen``: why this checkpoint of the run (the version's ``checkpoint.chosen``)."""
     from mlflow.exceptions import MlflowException
 
     from ganpkg.checkpoint import load_generator
@@ -344,6 +344,8 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
         except MlflowException:
             pass  # already there
         tags = _version_tags(run_tags, metrics, protocol, info["step"])
+        if chosen:
+            tags["checkpoint.chosen"] = chosen
         # The registry resolves a logged model's models:/m-… source through the global URI.
         with using_tracking_uri(client.tracking_uri):
             version = str(client.create_model_version(
@@ -359,15 +361,25 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     else:
         check_servable(client, name, version)
         decision = apply_gate(client, name, version, config.registry)
+    tags = {**run_tags, **client.get_model_version(name, version).tags}
     with tempfile.TemporaryDirectory() as tmp:
-        save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
+        grid = save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
                          Path(tmp) / "samples.png")
-        tags = {**run_tags, **client.get_model_version(name, version).tags}
         spread = seed_spread(client, run_id, config.registry.primary_metric, metrics)
         card = model_card(name, version, tags, metrics, protocol, decision, run_id, spread)
         (Path(tmp) / "model_card.md").write_text(card)
+        (Path(tmp) / "model_card.html").write_text(card_html(card, grid.read_bytes()))
         client.log_artifacts(run_id, tmp, "model_card")
     client.update_model_version(name, version, description=card)
+    # The verdict where reviewers land: the run's and the logged model's Description.
+    short = verdict(name, version, config.registry.primary_metric, tags, metrics, protocol,
+                    decision, run_id)
+    client.set_tag(run_id, NOTE_TAG, short)
+    mv = client.get_model_version(name, version)
+    model_id = mv.model_id or (mv.source.removeprefix("models:/")
+                               if str(mv.source).startswith("models:/m-") else None)
+    if model_id:
+        client.set_logged_model_tags(model_id, {NOTE_TAG: short})
     return Registration(name, str(version), f"models:/{name}/{version}", decision)
 
 
@@ -424,39 +436,3 @@ def seed_spread(client, run_id: str, metric: str, metrics: dict[str, float]) -> 
     return (f"Seed spread of this recipe ({recipe}): {metric} sd {statistics.stdev(values):.4g} "
             f"over {len(values)} seeds (range {min(values):.4g}–{max(values):.4g}). Differences "
             f"between models smaller than this are a reseed's luck: set registry.margin with it.")
-
-
-def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
-    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
-    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
-    return "\n".join(lines)
-
-
-def model_card(name: str, version: str, tags: dict[str, str], metrics: dict[str, float],
-               protocol: dict[str, Any], decision: GateDecision, run_id: str,
-               spread: str | None = None) -> str:
-    """Markdown: decision, metrics table, protocol, lineage, sample grid, how to use it."""
-    lineage = [(k, v) for k, v in sorted(tags.items()) if k.startswith(LINEAGE_PREFIXES)]
-    return "\n\n".join([
-        f"# {name} v{version}",
-        f"**Gate:** `{decision.alias}`: {decision.reason}",
-        "## Metrics",
-        "\n".join(f"- {summary.describe()}" for summary in summarize(metrics)),
-        ("Value ± standard error [interval] from a bootstrap of the generated samples; the "
-         "floor is held-out real images against the same reference (the best reachable); the "
-         "baseline is this generator at initialization (see the protocol)."),
-        *([spread] if spread else []),
-        _table([(k, f"{v:.6g}") for k, v in sorted(metrics.items())], ("metric", "value")),
-        "## Evaluation protocol", _table(sorted(protocol.items()), ("field", "value")),
-        "## Lineage", _table([*lineage, ("mlflow run", run_id),
-                              ("checkpoint step", tags.get("checkpoint.step", "?"))],
-                             ("tag", "value")),
-        "## Samples (fixed noise, seed 0)",
-        # An absolute path on the MLflow server: the version page renders this card, and a
-        # link relative to it pointed nowhere (the image was broken there).
-        (f"![samples](/get-artifact?path=model_card%2Fsamples.png&run_uuid={run_id})  \n"
-         f"(run artifact `model_card/samples.png`)"),
-        "## Use",
-        (f"```\nganpkg sample --model models:/{name}/{version} --n 64 --out grid.png\n"
-         f"ganpkg lineage models:/{name}/{version}\n```"),
-    ]) + "\n"

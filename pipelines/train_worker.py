@@ -120,10 +120,12 @@ def rank(  # one torchrun rank (or the sweep's one plain process)
     rank_ = int(os.environ.get("RANK", "0"))
     callbacks = []
     if rank_ == 0:
+        from ganpkg.evaluation.progress import progress_callbacks
         from pipelines.tracking import MlflowTracker
 
-        callbacks.append(MlflowTracker(cfg, tracking_uri=tracking_uri, flow_run_id=flow_run_id,
-                                       data_lineage=json.loads(lineage), run_id=run_id))
+        tracker = MlflowTracker(cfg, tracking_uri=tracking_uri, flow_run_id=flow_run_id,
+                                data_lineage=json.loads(lineage), run_id=run_id)
+        callbacks += [tracker, *progress_callbacks(cfg, [tracker])]
         if fault_at_step is not None:
             from pipelines.faults import FaultOnce  # torchrun stops the other ranks with it
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.utils import make_grid
 
 from ganpkg.config import EvalConfig
 from ganpkg.data.prepared import PreparedDataset
@@ -92,14 +91,36 @@ def memorization_from_features(gen: torch.Tensor, train: torch.Tensor, quantile:
     }
 
 
-def save_pairs(generated: torch.Tensor, nearest: torch.Tensor, path: str | Path,
-               pairs_per_row: int = 4) -> Path:
-    """uint8 images → PNG grid: each generated sample followed by its nearest training image."""
-    tiles = torch.stack([generated, nearest], dim=1).flatten(0, 1)
-    grid = make_grid(tiles, nrow=2 * pairs_per_row, padding=2, pad_value=255)
+def save_pairs(generated: torch.Tensor, nearest: torch.Tensor, distances: list[float],
+               threshold: float, path: str | Path) -> Path:
+    """uint8 B×3×H×W images → a labeled PNG, closest pair first: one row per pair with the
+    generated sample, its nearest training image and their feature distance (memorized below
+    the threshold). Small images are drawn bigger, so a reviewer can compare them."""
+    from PIL import ImageDraw
+
+    height, width = generated.shape[-2:]
+    scale = max(1, 96 // max(height, width))
+    tile_w, tile_h, pad, head, text_w = width * scale, height * scale, 6, 30, 250
+    canvas = Image.new("RGB", (4 * pad + 2 * tile_w + text_w,
+                               head + len(generated) * (tile_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    columns = (pad, 2 * pad + tile_w, 3 * pad + 2 * tile_w)
+    for x, label in zip(columns, ("generated", "nearest\ntraining image",
+                                  "feature distance"), strict=True):
+        draw.multiline_text((x, 2), label, fill="black")
+    for i, (gen, real, dist) in enumerate(zip(generated, nearest, distances, strict=True)):
+        y = head + i * (tile_h + pad)
+        for x, image in zip(columns, (gen, real), strict=False):
+            array = image.permute(1, 2, 0).numpy()
+            tile = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).convert(
+                "RGB").resize((tile_w, tile_h), Image.NEAREST)
+            canvas.paste(tile, (x, y))
+        verdict = "below: memorized" if dist < threshold else "above: not memorized"
+        draw.multiline_text((columns[2], y + 2), f"{dist:.3g}\n(threshold {threshold:.3g};\n"
+                                                 f"{verdict})", fill="black")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    canvas.save(path)
     return path
 
 
@@ -149,7 +170,9 @@ def memorization_check(sampler: nn.Module, z_dim: int, dataset: PreparedDataset,
     pairs_png = None
     if out_dir is not None:
         real = UInt8Images(dataset.images, found["gen_idx"][closest].numpy())
-        pairs_png = str(save_pairs(images[closest], real.batch(0, k), Path(out_dir) / PAIRS_PNG))
+        pairs_png = str(save_pairs(images[closest], real.batch(0, k),
+                                   [float(d) for d in found["gen_dist"][closest]],
+                                   float(found["threshold"]), Path(out_dir) / PAIRS_PNG))
     return MemorizationReport(
         memorized_fraction=found["memorized_fraction"],
         real_baseline_fraction=found["real_baseline_fraction"],

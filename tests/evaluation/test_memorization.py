@@ -46,11 +46,14 @@ def test_copies_of_training_images_are_flagged_and_noise_is_not(tiny, tmp_path):
     assert copies.median_nn_ratio < 1e-3 and noise.median_nn_ratio > 1
     assert copies.n_samples == cfg.memorization_n_samples and copies.n_train == len(ds)
 
-    # The PNG shows each copy beside its nearest training image: the two halves are equal.
-    grid = np.array(Image.open(copies.pairs_png))
-    tile = 32 + 2
-    first_pair = grid[2:2 + 32, 2:2 + 32], grid[2:2 + 32, 2 + tile:2 + tile + 32]
+    # The PNG shows each copy beside its nearest training image (drawn 3× bigger under a
+    # header row, with the distance in a third column): the two tiles are equal.
+    grid = np.array(Image.open(copies.pairs_png).convert("RGB"))
+    size, pad, head = 96, 6, 30
+    first_pair = (grid[head:head + size, pad:pad + size],
+                  grid[head:head + size, 2 * pad + size:2 * pad + 2 * size])
     assert np.array_equal(*first_pair)
+    assert first_pair[0].std() > 0  # an image, not the white background
     assert noise.pairs_png is None
 
 

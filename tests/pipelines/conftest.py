@@ -21,7 +21,7 @@ TINY_PARAMS = {
     "train": {"batch_size": 16, "total_steps": 12, "checkpoint_every_steps": 4,
               "sample_every_steps": 6, "log_every_steps": 2, "sample_grid_size": 16,
               "device": "cpu", "run_dir": "runs/tiny"},
-    "eval": {"n_samples": 128, "batch_size": 64, "kid_subsets": 5, "kid_subset_size": 64,
+    "eval": {"n_samples": 128, "progress_n_samples": 128, "batch_size": 64, "kid_subsets": 5, "kid_subset_size": 64,
              "isc_splits": 2, "memorization_n_samples": 64, "memorization_pairs": 4,
              "device": "cpu", "domain": {"epochs": 1, "width": 8, "feature_dim": 16},
              "selfsup": {"steps": 4, "batch_size": 32, "width": 8, "feature_dim": 16,

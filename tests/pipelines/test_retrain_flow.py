@@ -63,6 +63,12 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     assert any(line.startswith("step 12/12 (100%") for line in lines), lines[:20]
     assert any(line.startswith("dvc: Running stage 'prepare'") for line in lines), lines[:20]
     assert any(k.startswith("fid_") for k in first["metrics"])
+    # The FID curve: a point at each checkpoint, and the version says which step it is and why.
+    curve = get_client().get_metric_history(first["run_id"], "eval/progress/fid_domain")
+    assert sorted(m.step for m in curve) == [4, 8, 12]
+    assert any(line.startswith("step 12 fid_domain ") for line in lines), lines
+    assert version.tags["checkpoint.step"] in ("4", "8", "12")
+    assert version.tags["checkpoint.chosen"].startswith(("best step", "last checkpoint"))
 
     # `dvc metrics show` has the champion's version and metrics.
     shown = subprocess.run([str(Path(sys.executable).with_name("dvc")), "metrics", "show",
@@ -87,6 +93,12 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     ckpt_b = load_checkpoint(get_client().get_run(faulty["run_id"]).data.tags["checkpoint.latest"])
     for name, tensor in ckpt_a["g_ema"].items():
         assert torch.equal(tensor, ckpt_b["g_ema"][name]), name
+    # Measuring the curve during training does not change what is trained.
+    plain = retrain(overrides=["eval.progress_n_samples=0"], force=True)
+    ckpt_c = load_checkpoint(get_client().get_run(plain["run_id"]).data.tags["checkpoint.latest"])
+    for name, tensor in ckpt_a["g_ema"].items():
+        assert torch.equal(tensor, ckpt_c["g_ema"][name]), name
+    assert get_client().get_metric_history(plain["run_id"], "eval/progress/fid_domain") == []
     assert (project / "runs").exists()
 
 

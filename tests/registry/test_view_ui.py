@@ -76,6 +76,7 @@ def test_logged_model_links_its_version_and_shows_the_evaluation(ui, registered)
     # Metrics table rows: name, the reference data it measured, the run, the value.
     assert re.search(r"eval/fid_domain reference-\S+ \(#cdcdcd", text), text[:3000]
     assert f"eval/fid_domain reference-all (#{'cd' * 16}) {run.info.run_name} 10 " in text
+    assert f"{MODEL} v{registered.version} → @champion" in text  # its Description: the verdict
 
 
 def test_run_page_shows_source_author_and_dataset(ui, registered):
@@ -89,6 +90,18 @@ def test_run_page_shows_source_author_and_dataset(ui, registered):
     assert f"Created by {run.data.tags['mlflow.user']}" in text
     assert f"Source {run.data.tags['mlflow.source.name']}" in text
     assert f"{MODEL} v{registered.version}" in text  # the logged model, registered
+    # The verdict in the run's Description: the gate's decision, the metric in words.
+    assert f"{MODEL} v{registered.version} → @champion" in text, text[:3000]
+    assert "the best a generator can reach" in text and "Checkpoint: step" in text, text[:3000]
+
+
+def test_the_cards_page_renders_with_its_image_in_the_artifact_viewer(ui, registered):
+    base, run = ui
+    dom = page(f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}"
+               "/artifacts/model_card/model_card.html", "card_html.png")
+    shown = html.unescape(dom)
+    assert "data:image/png;base64," in shown, text_of(dom)[:2000]  # the grid, inside the page
+    assert (SHOTS / "card_html.png").stat().st_size > 50_000
 
 
 def test_sample_grid_shows_at_the_sliders_first_position(ui, registered):
