@@ -93,16 +93,18 @@ def _make_champion(client, name: str, version: str) -> str | None:
 
 
 def _crown(client, name: str, version: str) -> None:
-    """``champion`` → version, with a fresh ``gate.champion_since`` token: gates judged against
+    """``champion`` → version, with a fresh ``gate.reign`` token: gates judged against
     one reign (``gate.round``) are the ones that can have overlapped (``settle_race``)."""
-    client.set_model_version_tag(name, version, "gate.champion_since", uuid.uuid4().hex)
+    client.set_model_version_tag(name, version, "gate.reign", uuid.uuid4().hex)
     client.set_registered_model_alias(name, CHAMPION, version)
 
 
 def _round(current) -> str:
     if current is None:
         return "none"
-    return f"v{current.version}:{current.tags.get('gate.champion_since', '')}"
+    # (gate.champion_since: the same token under its old name, on versions crowned before)
+    reign = current.tags.get("gate.reign", current.tags.get("gate.champion_since", ""))
+    return f"v{current.version}:{reign}"
 
 
 def _stamp(client, name: str, version: str, tags: dict[str, str]) -> None:
@@ -289,7 +291,8 @@ def model_signature(z_dim: int, channels: int, resolution: int):
                                    "image")]))
 
 
-def log_generator(client, run_id: str, generator, z_dim: int, channels: int, resolution: int):
+def log_generator(client, run_id: str, generator, z_dim: int, channels: int, resolution: int,
+                  step: int = 0):
     """Log the generator to the run in MLflow's pt2 (torch.export) format; returns ModelInfo."""
     import mlflow
     import mlflow.pytorch
@@ -306,7 +309,8 @@ def log_generator(client, run_id: str, generator, z_dim: int, channels: int, res
         info = mlflow.pytorch.log_model(
             generator.cpu().eval(), name="generator", serialization_format="pt2",
             signature=model_signature(z_dim, channels, resolution), input_example=example,
-            pip_requirements=requirements)  # explicit: inference would load it in a subprocess
+            pip_requirements=requirements,  # explicit: inference would load it in a subprocess
+            step=step)  # the logged model sits at its checkpoint's step, not at 0
     if status == "RUNNING":  # leaving start_run ended it: the flow ends it, after the gate
         client.update_run(run_id, status="RUNNING")
     return info
@@ -338,7 +342,7 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     run_tags = client.get_run(run_id).data.tags  # lineage: the version's few tags and the card
     if version is None:
         model = log_generator(client, run_id, generator, info["z_dim"], info["channels"],
-                              info["resolution"])
+                              info["resolution"], step=info["step"])
         try:
             client.create_registered_model(name, description="ganpkg generators (z → image)")
         except MlflowException:
