@@ -25,6 +25,7 @@ from ganpkg.metrics import lower_is_better, parse, qualified
 
 PROGRESS_FILE = "progress.jsonl"
 BEST_FILE = "best.pt"
+PROGRESS_RESAMPLES = 20
 _log = logging.getLogger("ganpkg.evaluation")
 
 
@@ -40,9 +41,13 @@ class ProgressEval(NullCallback):
         self.metric = config.registry.primary_metric
         self.every = config.train.eval_every_steps or config.train.checkpoint_every_steps
         flag = parse(self.metric).metric.flag  # only the metric's own family is computed
+        # 20 bootstrap resamples: a curve's se within about 16% of itself, at 40% of 50's cost
+        # (the point's price is its features and these resamples; measured in
+        # benchmarks/progress_cost.py)
         self.cfg = config.eval.model_copy(update={
             "n_samples": config.eval.progress_n_samples, "floor": False, "baseline": False,
-            "memorization": False, **{f: f == flag for f in ("fid", "isc", "kid", "prc")}})
+            "memorization": False, **{f: f == flag for f in ("fid", "isc", "kid", "prc")},
+            "bootstrap_resamples": min(config.eval.bootstrap_resamples, PROGRESS_RESAMPLES)})
         self.run_dir: Path | None = None
         self.seconds = 0.0  # spent measuring, in this process (its share of training time)
         self._dataset = self._spec = None
