@@ -387,9 +387,10 @@ class Trainer:
         if t.max_seconds is None or self.step % t.log_every_steps:
             return False
         spent = self.train_seconds + time.perf_counter() - self._session_start
+        if self.rt.world_size == 1:
+            return spent >= t.max_seconds
         flag = torch.tensor(float(spent >= t.max_seconds), device=self.rt.device)
-        if self.rt.world_size > 1:
-            torch.distributed.broadcast(flag, src=0)
+        torch.distributed.broadcast(flag, src=0)
         return bool(flag.item())
 
     def _sample(self) -> None:
@@ -403,6 +404,14 @@ def out_of_memory(err: BaseException) -> bool:
     """An allocation the host or the GPU refused (torch raises RuntimeError on CPU)."""
     return isinstance(err, MemoryError | torch.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
+
+
+def read_status(run_dir: Path) -> dict:
+    """run_dir/status.json as written by ``write_status``; {} when absent or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def write_status(run_dir: Path, status: str, step: int, message: str = "",

@@ -36,8 +36,9 @@ def check_tracking_server(uri: str | None = None, write: bool = False) -> str:
     """The resolved MLflow tracking URI; an http(s) server must answer within 5 s, an sqlite
     store that exists must be a database (and writable, with ``write``)."""
     uri = resolve_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and Path(uri[len("sqlite:///"):]).is_file():
-        check_sqlite_store(Path(uri[len("sqlite:///"):]), write)
+    store = Path(uri.removeprefix("sqlite:///"))
+    if uri.startswith("sqlite:///") and store.is_file():
+        check_sqlite_store(store, write)
     if uri.startswith(("http://", "https://")):
         why = answers(f"{uri.rstrip('/')}/health")
         if why is not None:
@@ -65,8 +66,13 @@ def check_sqlite_store(path: Path, write: bool) -> None:
     except sqlite3.Error as err:
         if "locked" in str(err):  # another run writing right now: busy, not broken
             return
-        raise UserError(f"MLflow store {path}: {err} (damaged, or not writable here): restore "
-                        f"it, or set MLFLOW_TRACKING_URI to another store") from None
+        raise UserError(store_refused(path, str(err))) from None
+
+
+def store_refused(store: str | Path, said: str) -> str:
+    """The one line for a tracking store whose database refuses: where, and what it said."""
+    return (f"MLflow store {store}: {said} (damaged, or not writable here): restore it, or set "
+            f"MLFLOW_TRACKING_URI to another store")
 
 
 def check_store_exists(uri: str | None = None) -> str:

@@ -365,7 +365,8 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     else:
         check_servable(client, name, version)
         decision = apply_gate(client, name, version, config.registry)
-    tags = {**run_tags, **client.get_model_version(name, version).tags}
+    gated = client.get_model_version(name, version)
+    tags = {**run_tags, **gated.tags}
     with tempfile.TemporaryDirectory() as tmp:
         grid = save_grid(generator, fixed_noise(64, info["z_dim"], GRID_SEED),
                          Path(tmp) / "samples.png")
@@ -379,9 +380,8 @@ def register_run(run_id: str, checkpoint: str | Path, metrics: dict[str, float],
     short = verdict(name, version, config.registry.primary_metric, tags, metrics, protocol,
                     decision, run_id)
     client.set_tag(run_id, NOTE_TAG, short)
-    mv = client.get_model_version(name, version)
-    model_id = mv.model_id or (mv.source.removeprefix("models:/")
-                               if str(mv.source).startswith("models:/m-") else None)
+    model_id = gated.model_id or (gated.source.removeprefix("models:/")
+                                  if str(gated.source).startswith("models:/m-") else None)
     if model_id:
         client.set_logged_model_tags(model_id, {NOTE_TAG: short})
     return Registration(name, str(version), f"models:/{name}/{version}", decision)

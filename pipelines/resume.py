@@ -56,10 +56,9 @@ def release(run_dir: str | Path) -> None:
 
 
 def _status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "status.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+    from ganpkg.training import read_status
+
+    return read_status(run_dir).get("status")
 
 
 def mark_stage(run_dir: str | Path, stage: str, message: str = "") -> None:
@@ -68,7 +67,7 @@ def mark_stage(run_dir: str | Path, stage: str, message: str = "") -> None:
     write_atomic(Path(run_dir) / FLOW_FILE, lambda f: f.write(json.dumps(body).encode()))
 
 
-def flow_stage(run_dir: Path) -> str | None:
+def read_stage(run_dir: Path) -> str | None:
     """The flow's last recorded stage; None for a directory no flow marked (`ganpkg train`,
     sweep trials, runs from before stages were recorded)."""
     try:
@@ -80,7 +79,7 @@ def flow_stage(run_dir: Path) -> str | None:
 def _unfinished(run_dir: Path) -> bool:
     status = _status(run_dir)
     if status == "FINISHED":  # trained; unfinished while its flow never got to "done"
-        return flow_stage(run_dir) not in (None, "done", "closed")
+        return read_stage(run_dir) not in (None, "done", "closed")
     return status in (None, "KILLED")
 
 

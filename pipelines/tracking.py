@@ -342,8 +342,7 @@ class MlflowTracker(NullCallback):
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[
-            Metric(f"{EVAL}progress/{k}", float(v), now, step) for k, v in metrics.items()
-            if isinstance(v, int | float) and k != "n_samples"])
+            Metric(f"{EVAL}progress/{k}", float(v), now, step) for k, v in metrics.items()])
 
     def on_end(self, status: str, run_dir: Path) -> None:
         """Status, log file and status.json; the run is terminated with the training's status."""
@@ -357,7 +356,9 @@ class MlflowTracker(NullCallback):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name), folder)
         self.client.set_tag(self.run_id, "train.status", status)
-        stopped_by = _read_json(run_dir / "status.json").get("stopped_by")
+        from ganpkg.training import read_status
+
+        stopped_by = read_status(run_dir).get("stopped_by")
         if stopped_by:  # which budget ended it: total_steps (reproducible) or max_seconds
             self.client.set_tag(self.run_id, "train.stopped_by", stopped_by)
         self.client.set_terminated(self.run_id, status if status in ("FINISHED", "KILLED")
@@ -368,13 +369,6 @@ class MlflowTracker(NullCallback):
             logging.getLogger("ganpkg").removeHandler(self._handler)
             self._handler.close()
             self._handler = None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def display_size(image, target: int = 512):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganpkg.callbacks import NullCallback, TrainingCallback
-from ganpkg.config import Config
+from ganpkg.config import AUTO_EXTRACTOR, Config
 from ganpkg.files import atomic_write
 from ganpkg.metrics import lower_is_better, parse, qualified
 
@@ -58,12 +58,13 @@ class ProgressEval(NullCallback):
     def on_checkpoint(self, step: int, path: Path) -> None:
         if step % self.every and step != self.config.train.total_steps:
             return
-        if any(p["step"] == step for p in read_progress(self.run_dir)):
+        points = read_progress(self.run_dir)
+        if any(p["step"] == step for p in points):
             return  # measured before a resume: the same weights, the same value
         start = time.perf_counter()
         point = self.measure(step, Path(path))
         self.seconds += time.perf_counter() - start
-        points = [*read_progress(self.run_dir), point]
+        points.append(point)
         with open(self.run_dir / PROGRESS_FILE, "a") as out:  # one line per point, appended
             out.write(json.dumps(point) + "\n")
         best = best_point(points, self.metric)
@@ -74,7 +75,7 @@ class ProgressEval(NullCallback):
         _log.info("step %d %s %.4g%s on %d samples (best %.4g at step %d; %.1fs)", step,
                   self.metric, point[self.metric], f" ± {se:.2g}" if se is not None else "",
                   self.cfg.n_samples, best[self.metric], best["step"], point["seconds"])
-        report = {k: v for k, v in point.items() if k not in ("step", "seconds")}
+        report = {k: v for k, v in point.items() if k not in ("step", "seconds", "n_samples")}
         for sink in self.sinks:
             sink.on_eval(step, report)
 
@@ -150,7 +151,7 @@ def choose_checkpoint(run_dir: Path, last: Path, last_step: int, metric: str,
 def progress_callbacks(config: Config, sinks: list[TrainingCallback]) -> list[TrainingCallback]:
     """[ProgressEval] where the curve is on (eval.progress_n_samples > 0) and the config names
     its extractor and metric (resolved), else []."""
-    if config.eval.progress_n_samples == 0 or config.eval.extractor == "auto" \
+    if config.eval.progress_n_samples == 0 or config.eval.extractor == AUTO_EXTRACTOR \
             or parse(config.registry.primary_metric) is None:
         return []
     return [ProgressEval(config, sinks)]

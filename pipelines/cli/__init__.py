@@ -77,6 +77,7 @@ def main() -> None:
 def store_failure(err: BaseException) -> str | None:
     """'MLflow store URI: what the database said' when ``err`` (or what caused it) is the
     tracking store's database refusing (damaged, read-only, full); else None."""
+    from pipelines.preflight import store_refused
     from pipelines.registry_load import resolve_tracking_uri
 
     seen = err
@@ -84,9 +85,7 @@ def store_failure(err: BaseException) -> str | None:
         module = type(seen).__module__
         text = str(seen)
         if module.startswith(("sqlalchemy", "sqlite3")) or "(sqlite3." in text:
-            said = text.split("\n")[0].split(") ", 1)[-1][:200]
-            return (f"MLflow store {resolve_tracking_uri()}: {said} (damaged, or not writable "
-                    f"here): restore it, or set MLFLOW_TRACKING_URI to another store")
+            return store_refused(resolve_tracking_uri(), text.split("\n")[0].split(") ", 1)[-1][:200])
         seen = seen.__cause__ or seen.__context__
     return None
 

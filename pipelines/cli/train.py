@@ -89,12 +89,12 @@ def sample(out: OutOpt, checkpoint: CheckpointOpt = None, model: ModelOpt = None
         else:
             say(f"wrote {len(save_images(generate(g, z), out))} images to {out}/")
         return
-    first = generate(g, torch.randn(1, z_dim, generator=torch.Generator().manual_seed(seed)))
-    check_room(out, n, first[0].numel())
     written = 0  # in chunks: memory stays that of one chunk whatever --n is
     for start in range(0, n, SAMPLE_CHUNK):
-        z = torch.randn(min(SAMPLE_CHUNK, n - start), z_dim, generator=draws)
-        written += len(save_images(generate(g, z), out, first_index=start))
+        images = generate(g, torch.randn(min(SAMPLE_CHUNK, n - start), z_dim, generator=draws))
+        if start == 0:  # refused before the first file is written
+            check_room(out, n, images[0].numel())
+        written += len(save_images(images, out, first_index=start))
     say(f"wrote {written} images to {out}/")
 
 
