@@ -23,15 +23,16 @@ class Metric:
     lower_is_better: bool
     flag: str  # the eval.* switch that enables it (fid, isc, kid, prc, memorization)
     gateable: bool = True  # can be registry.primary_metric (spreads and checks cannot)
+    spread: bool = False  # a statistic of another metric (IS/KID over splits), not a quality
 
 
 METRICS: Registry = Registry("metric", ())
 for _metric in (
     Metric("fid", "frechet_inception_distance", True, "fid"),
     Metric("kid", "kernel_inception_distance_mean", True, "kid"),
-    Metric("kid_std", "kernel_inception_distance_std", True, "kid", gateable=False),
+    Metric("kid_std", "kernel_inception_distance_std", True, "kid", gateable=False, spread=True),
     Metric("is", "inception_score_mean", False, "isc"),
-    Metric("is_std", "inception_score_std", True, "isc", gateable=False),
+    Metric("is_std", "inception_score_std", True, "isc", gateable=False, spread=True),
     Metric("precision", "precision", False, "prc"),
     Metric("recall", "recall", False, "prc"),
     Metric("f_score", "f_score", False, "prc"),
@@ -82,6 +83,23 @@ def gateable(values: dict[str, float]) -> dict[str, float]:
     """The entries of ``values`` that are gateable metric values (fid/kid/is/…; no spreads)."""
     return {k: v for k, v in values.items()
             if (p := parse(k)) is not None and p.qualifier is None and p.metric.gateable}
+
+
+def charted(values: dict[str, float]) -> dict[str, float]:
+    """The values worth a chart over steps: each metric's own value. What is recorded beside
+    it (se, interval, floor, baseline, a spread) is one number per evaluation: a one-dot chart
+    says nothing, so it goes to a table and the card instead."""
+    return {k: v for k, v in values.items()
+            if (p := parse(k)) is not None and p.qualifier is None and not p.metric.spread}
+
+
+def gate_inputs(values: dict[str, float]) -> dict[str, float]:
+    """What a model version records for the gate (its ``metric.*`` tags): each metric's value,
+    its se (the comparison's noise), floor and baseline (the first-champion bar); intervals
+    and spreads stay in the run's evaluation files."""
+    return {k: v for k, v in values.items()
+            if (p := parse(k)) is not None and not p.metric.spread
+            and p.qualifier in (None, "se", "floor", "baseline")}
 
 
 def parse(name: str) -> MetricName | None:

@@ -7,10 +7,12 @@ aliases. Sortable by any metric; best first in the metric's own direction.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ganpkg import metrics
 from ganpkg.errors import UserError
+from ganpkg.evaluation.protocol import PACKED_TAG, TAG_PREFIX
 from pipelines.registry_load import using_tracking_uri
 from pipelines.tracking import EVAL, get_client
 
@@ -22,6 +24,14 @@ TAG_COLUMNS = {  # tag → column
     "prefect.flow_run_id": "flow_run", "device": "device",
 }
 SHORT = {"ref_md5", "data_md5", "prepared_md5", "commit", "flow_run"}  # hashes: first 8 chars
+
+
+def _protocol(text) -> dict:
+    """A run's packed ``eval.protocol`` tag as a dict ({} when absent or not ours)."""
+    try:
+        return {k: None if v is None else str(v) for k, v in json.loads(text).items()}
+    except (TypeError, ValueError, AttributeError):
+        return {}
 
 
 def is_quality_metric(name: str) -> bool:
@@ -76,9 +86,13 @@ def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-gener
                      if c.startswith(prefix) and is_quality_metric(c[len(prefix):]))
     for name in quality:
         table[name] = runs[prefix + name]
+    protocols = [_protocol(text) for text in runs.get(f"tags.{PACKED_TAG}", [None] * len(runs))]
     for tag, column in TAG_COLUMNS.items():
         values = runs.get(f"tags.{tag}")
-        if values is not None:
+        if values is None and tag.startswith(TAG_PREFIX):  # a field of the packed protocol
+            field = tag.removeprefix(TAG_PREFIX)
+            values = pd.Series([p.get(field) for p in protocols], index=runs.index, dtype=object)
+        if values is not None and values.notna().any():
             table[column] = values.str[:8] if column in SHORT else values
     add_seed_spread(table)
     by_run = _versions_by_run(client, model_name)

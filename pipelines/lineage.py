@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ganpkg.errors import UserError
+from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.metrics import parse, summarize
-from pipelines.tracking import EVAL, get_client
+from pipelines.tracking import EVAL, evaluation_record, get_client
 
 CONFIG_ARTIFACT = "config/config.yaml"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
@@ -86,9 +87,15 @@ def lineage(uri: str, tracking_uri: str | None = None) -> dict[str, Any]:
     out["flow_run_id"] = tags.get("prefect.flow_run_id")
     out["environment"] = {k: tags.get(k) for k in ("torch.version", "torch.cuda", "torch.gpu",
                                                    "device", "env.mlflow", "env.python")}
-    # Evaluation metrics by their own names (fid_domain), the others namespaced (train/loss_d).
-    out["metrics"] = {k.removeprefix(EVAL): v for k, v in sorted(run.data.metrics.items())}
-    out["protocol"] = _prefixed(tags, "eval.")
+    # Evaluation metrics by their own names (fid_domain), the others namespaced (train/loss_d);
+    # the statistics beside each value (se, interval, floor, baseline) from eval.json.
+    record = evaluation_record(client, run_id)
+    out["metrics"] = dict(sorted({**{k.removeprefix(EVAL): v for k, v in run.data.metrics.items()},
+                                  **record.get("metrics", {})}.items()))
+    protocol = EvalProtocol.from_tags(tags)
+    out["protocol"] = {k: "" if v is None else str(v)
+                       for k, v in (protocol.as_dict() if protocol else {}).items()}
+    out["memorization"] = record.get("memorization")
     out["params"] = dict(sorted(run.data.params.items()))
     out["reproduce"] = reproduce_commands(uri, tags, run_id)
     return out
@@ -135,6 +142,10 @@ def format_lineage(info: dict[str, Any], params: bool = True) -> str:
     shown = {summary.name for summary in summaries}
     lines += [f"  {k} = {v:.6g}" for k, v in info["metrics"].items()
               if (parsed := parse(k)) is None or parsed.value_name not in shown]
+    if info.get("memorization"):
+        mem = info["memorization"]
+        lines.append("memorized   " + "  ".join(f"{k}={v:.4g}" for k, v in mem.items()
+                                               if isinstance(v, int | float)))
     if info["protocol"]:
         lines.append("protocol   " + "  ".join(f"{k}={v[:16]}" for k, v in
                                                info["protocol"].items()))

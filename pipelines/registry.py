@@ -28,6 +28,7 @@ from ganpkg.config import Config, RegistryConfig
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import packed_tag
 from ganpkg.files import write_atomic
+from ganpkg.metrics import charted, gate_inputs
 from pipelines.card import NOTE_TAG, card_html, model_card, verdict
 from pipelines.faults import pause_point
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
@@ -319,7 +320,7 @@ def log_generator(client, run_id: str, generator, z_dim: int, channels: int, res
 def _version_tags(run_tags: dict[str, str], metrics: dict[str, float],
                   protocol: dict[str, Any], step: int) -> dict[str, str]:
     tags = {k: run_tags[k] for k in VERSION_LINEAGE if k in run_tags}
-    tags.update({f"metric.{k}": repr(float(v)) for k, v in metrics.items()})
+    tags.update({f"metric.{k}": repr(float(v)) for k, v in gate_inputs(metrics).items()})
     tags.update(packed_tag(protocol))
     tags["checkpoint.step"] = str(step)
     return tags
@@ -404,7 +405,8 @@ def link_logged_model(client, model_id: str, name: str, version: str, run_id: st
     if protocol.get("reference_md5"):
         dataset = {"dataset_name": f"reference-{protocol.get('reference_split', 'test')}",
                    "dataset_digest": str(protocol["reference_md5"])}
-    client.log_batch(run_id, metrics=eval_metrics(metrics, step, model_id=model_id, **dataset))
+    client.log_batch(run_id, metrics=eval_metrics(charted(metrics), step, model_id=model_id,
+                                                  **dataset))
 
 
 def registered_version(client, name: str, run_id: str, step: int) -> str | None:

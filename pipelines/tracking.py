@@ -4,8 +4,8 @@ One experiment per config name (``ganpkg-<name>``). A run holds: the resolved co
 (flattened, ``model.z_dim``) and as ``config/config.yaml``; per-step losses, D outputs, gradient
 norms and images/s; the fixed-noise sample grid under the image key ``samples`` (the UI's step
 slider); checkpoint events (metric ``checkpoint_step``, tag ``checkpoint.latest``); system metrics;
-lineage tags; the run's log (``logs/train.log``) and ``status.json``. Evaluation adds its metrics,
-the protocol as ``eval.*`` tags and ``evaluation/`` files (``log_evaluation``).
+lineage tags; the run's log (``logs/train.log``) and ``status.json``. Evaluation adds its metric
+values, a summary table, the protocol tag and ``evaluation/`` files (``log_evaluation``).
 
 Everything goes through an ``MlflowClient`` bound to one tracking URI and an explicit run id, so
 no global "active run" leaks into the training process or into Prefect's threads.
@@ -27,12 +27,15 @@ from typing import Any
 from ganpkg.callbacks import NullCallback
 from ganpkg.config import Config, flatten
 from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import protocol_tags
+from ganpkg.evaluation.protocol import packed_tag, protocol_tags
+from ganpkg.metrics import charted, summarize
 from pipelines.registry_load import resolve_tracking_uri
 
 # MLflow metric namespaces: the UI groups charts by the part before "/" (system/ is MLflow's).
 TRAIN = "train/"  # per-step losses, D outputs, gradient norms, images/s, checkpoint steps
-EVAL = "eval/"  # evaluation of a checkpoint: fid_domain, its _se and interval, ...
+EVAL = "eval/"  # evaluation of a checkpoint: fid_domain, is_domain, ... (values only)
+EVAL_RECORD = "evaluation/eval.json"  # everything an evaluation measured, as it measured it
+FILTER_TAGS = ("eval.extractor", "eval.n_samples")  # the protocol's fields users filter runs on
 RUN_ID_FILE = "mlflow_run.json"  # in train.run_dir: a resumed training continues its MLflow run
 LOG_FILE = "train.log"
 SAMPLES_KEY = "samples"
@@ -395,21 +398,52 @@ def eval_metrics(metrics: dict[str, float], step: int, **link: str) -> list:
 def log_evaluation(run_id: str, metrics: dict[str, float], protocol: dict[str, Any],
                    memorization: dict[str, Any] | None = None, step: int | None = None,
                    files: list[str | Path] = (), tracking_uri: str | None = None) -> None:
-    """Evaluation metrics (at the training step they measured), protocol tags ``eval.*``, and
-    ``evaluation/`` files: eval.json and e.g. the memorization pairs PNG."""
+    """An evaluation on the run: each metric's value as ``eval/<metric>`` at the training step
+    it measured (a chart), what is recorded beside it (se, interval, floor, baseline) as the
+    table ``evaluation/summary.json`` (one number each: a one-dot chart says nothing), the
+    protocol as the packed ``eval.protocol`` tag plus the two tags users filter on, and
+    ``evaluation/`` files: eval.json (everything, memorization included) and e.g. the
+    memorization pairs PNG."""
     from mlflow.entities import RunTag
 
     client = get_client(tracking_uri)
-    tags = protocol_tags(protocol)
-    if memorization:
-        tags.update({f"memorization.{k}": str(v) for k, v in memorization.items()
-                     if not isinstance(v, list | dict)})
-    client.log_batch(run_id, metrics=eval_metrics(metrics, step or 0),
+    tags = {**packed_tag(protocol), **{k: v for k, v in protocol_tags(protocol).items()
+                                       if k in FILTER_TAGS}}
+    client.log_batch(run_id, metrics=eval_metrics(charted(metrics), step or 0),
                      tags=[RunTag(k, v) for k, v in tags.items()])
+    client.log_table(run_id, summary_table(metrics, step or 0), "evaluation/summary.json")
     body = {"metrics": metrics, "protocol": protocol, "memorization": memorization}
-    client.log_dict(run_id, body, "evaluation/eval.json")
+    client.log_dict(run_id, body, EVAL_RECORD)
     for path in files:
         if Path(path).is_file():
             client.log_artifact(run_id, str(path), "evaluation")
 
 
+def summary_table(metrics: dict[str, float], step: int) -> dict[str, list]:
+    """One row per metric: its value and what is recorded beside it, at 4 significant digits
+    (the full values are in eval.json); empty cells where a statistic was not measured. An
+    evaluation of another checkpoint appends its rows (MLflow's tables append): ``step`` says
+    which checkpoint a row measured."""
+    def short(value: float | None) -> float | None:
+        return None if value is None else float(f"{value:.4g}")
+
+    rows = summarize(metrics)
+    columns = {"metric": [s.name for s in rows], "step": [step] * len(rows)}
+    for field in ("value", "se", "ci_low", "ci_high", "floor", "baseline", "times_floor"):
+        columns[field] = [short(getattr(s, field)) for s in rows]
+    return columns
+
+
+def evaluation_record(client, run_id: str) -> dict[str, Any]:
+    """The run's ``evaluation/eval.json`` (all metric values and statistics, the protocol and
+    memorization); {} when the run was not evaluated."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, EVAL_RECORD, tmp)
+        except (MlflowException, OSError):
+            return {}
+        return json.loads(Path(local).read_text())

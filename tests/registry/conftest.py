@@ -95,7 +95,11 @@ def ui_server(registered_store):
 
 @pytest.fixture(scope="session")
 def registered(registered_store) -> Registered:
-    """Tiny training tracked to MLflow, evaluation logged (METRICS), version registered."""
+    """Tiny training tracked to MLflow with its FID curve (a point at each of the 4
+    checkpoints, on a tiny domain extractor), evaluation logged (METRICS), version registered."""
+    from ganpkg.data.prepared import open_prepared
+    from ganpkg.evaluation.extractor_domain import train_domain_extractor
+    from ganpkg.evaluation.progress import progress_callbacks
     from ganpkg.training import train
     from pipelines.registry import register_run
     from pipelines.tracking import MlflowTracker, log_evaluation
@@ -103,11 +107,15 @@ def registered(registered_store) -> Registered:
     root, uri = registered_store
     prepared = make_prepared(root / "prepared")
     overrides = TINY + [f"data.prepared_dir={prepared}", f"train.run_dir={root / 'run'}",
-                        "eval.extractor=domain", "registry.primary_metric=fid_domain"]
+                        "eval.extractor=domain", "registry.primary_metric=fid_domain",
+                        "train.checkpoint_every_steps=3", "eval.progress_n_samples=64",
+                        f"eval.domain.weights={root / 'domain.pt'}",
+                        f"eval.domain.report={root / 'domain.json'}"]
     config = load_config(None, overrides)
+    train_domain_extractor(open_prepared(prepared), config.eval, device="cpu")
     tracker = MlflowTracker(config, tracking_uri=uri, flow_run_id="flow-run-42",
                             repo=Path(__file__).parents[2], system_metrics=False)
-    result = train(config, [tracker])
+    result = train(config, [tracker, *progress_callbacks(config, [tracker])])
     log_evaluation(tracker.run_id, METRICS, PROTOCOL, step=result.step, tracking_uri=uri)
     reg = register_run(tracker.run_id, result.checkpoint, METRICS, PROTOCOL, config,
                        tracking_uri=uri)

@@ -1,15 +1,19 @@
 """A training run tracked to a real sqlite store logs what the UI and the lineage need."""
 
+import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
-from registry_helpers import METRICS
+from registry_helpers import METRICS, PROTOCOL
 
 from ganpkg.config import flatten, load_config
+from ganpkg.evaluation.protocol import EvalProtocol
+from ganpkg.metrics import parse
 from ganpkg.training import TrainingDiverged, train
 from pipelines.tracking import MlflowTracker
 
@@ -23,14 +27,38 @@ def test_run_logs_params_metrics_samples_lineage_and_files(registered):
     assert params["model.z_dim"] == "16" and params["train.total_steps"] == "12"
     assert len(params) == len(flatten(registered.config.model_dump(mode="json")))
     steps = [m.step for m in client.get_metric_history(registered.run_id, "train/loss_d")]
-    assert steps == [2, 4, 6, 8, 10, 12]  # train.log_every_steps=2
+    assert steps == [2, 3, 4, 6, 8, 9, 10, 12]  # train.log_every_steps=2, and each checkpoint
     for key in ("loss_g", "d_real", "d_fake", "images_per_s", "grad_norm_g", "grad_norm_d"):
-        assert len(client.get_metric_history(registered.run_id, f"train/{key}")) == 6, key
+        assert len(client.get_metric_history(registered.run_id, f"train/{key}")) == 8, key
     assert [m.step for m in client.get_metric_history(registered.run_id, "train/checkpoint_step")] \
-        == [4, 8, 12]
-    for key, value in METRICS.items():  # evaluation, with its protocol as tags
-        assert run.data.metrics[f"eval/{key}"] == value
+        == [3, 6, 9, 12]
+    # The FID curve: a point per checkpoint, each with its se.
+    curve = client.get_metric_history(registered.run_id, "eval/progress/fid_domain")
+    assert [m.step for m in curve] == [3, 6, 9, 12] and all(m.value > 0 for m in curve)
+    assert len(client.get_metric_history(registered.run_id, "eval/progress/fid_domain_se")) == 4
+    # Evaluation: each metric's value a metric at its step; what is recorded beside it (se,
+    # floor, baseline) no one-dot chart but the summary table, and everything in eval.json.
+    values = {k: v for k, v in METRICS.items() if parse(k).qualifier is None}
+    assert {k: v for k, v in run.data.metrics.items() if k.startswith("eval/")
+            and not k.startswith("eval/progress/")} == {f"eval/{k}": v for k, v in values.items()}
+    # at the checkpoint's step (logged again with the logged model's id when registered)
+    assert {m.step for m in client.get_metric_history(registered.run_id, "eval/fid_domain")} \
+        == {12}
+    with tempfile.TemporaryDirectory() as tmp:
+        table = json.loads(Path(client.download_artifacts(
+            registered.run_id, "evaluation/summary.json", tmp)).read_text())
+        record = json.loads(Path(client.download_artifacts(
+            registered.run_id, "evaluation/eval.json", tmp)).read_text())
+    rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
+    assert rows["fid_domain"]["value"] == 10.0 and rows["fid_domain"]["se"] == 0.1
+    assert rows["fid_domain"]["floor"] == 1.0 and rows["fid_domain"]["baseline"] == 1000.0
+    assert rows["fid_domain"]["times_floor"] == 10.0 and rows["kid_domain"]["se"] is None
+    assert record["metrics"] == METRICS
     tags = run.data.tags
+    # The protocol: one packed tag and the two fields users filter runs on.
+    assert EvalProtocol.from_tags(tags) == EvalProtocol(**PROTOCOL)
+    assert {k for k in tags if k.startswith("eval.")} == {"eval.protocol", "eval.extractor",
+                                                            "eval.n_samples"}
     assert tags["eval.extractor"] == "domain" and tags["eval.n_samples"] == "64"
     assert tags["prefect.flow_run_id"] == "flow-run-42"
     assert tags["ganpkg.params_hash"] == registered.config.params_hash()

@@ -8,6 +8,7 @@ kept in $GANPKG_TEST_ARTIFACTS/ui (default .test-artifacts/ui in the project fol
 """
 
 import html
+import json
 import os
 import re
 import urllib.request
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from registry_helpers import METRICS
 from ui_helpers import CHROMIUM, chromium, wait_healthy
+
+from ganpkg.metrics import parse
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 SHOTS = Path(os.environ.get("GANPKG_TEST_ARTIFACTS",
@@ -114,6 +118,26 @@ def test_sample_grid_shows_at_the_sliders_first_position(ui, registered):
     assert src, "no step-0 sample grid in the run's charts"
     assert served(base, src.group(1))[:4] == b"RIFF"  # the card's compressed webp
     assert (SHOTS / "model_metrics.png").stat().st_size > 50_000
+    # The chart sections: the evaluation's values alone (no one-dot chart of an se, interval,
+    # floor or baseline: those are the summary table), and the FID curve with its se.
+    text = text_of(dom)
+    values = [k for k in METRICS if parse(k).qualifier is None]
+    assert f"eval ({len(values)})" in text and "eval/progress (2)" in text, text[:2000]
+    # The curve's chart draws what the server gives it: a point per checkpoint.
+    query = (f"run_ids={registered.run_id}&metric_key=eval/progress/fid_domain&max_results=320")
+    reply = json.loads(served(base, f"/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?"
+                                    f"{query}"))
+    steps = [m["step"] for m in reply["metrics"]]
+    assert len(steps) >= 4 and steps == sorted(steps), reply
+
+
+def test_the_summary_table_opens_in_the_artifact_viewer(ui, registered):
+    base, run = ui
+    dom = page(f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}"
+               "/artifacts/evaluation/summary.json", "summary_table.png")
+    text = text_of(dom)
+    for word in ("fid_domain", "times_floor", "baseline"):
+        assert word in text, text[:2000]
 
 
 def test_two_runs_of_one_config_and_seed_have_two_names_in_the_runs_list(ui, registered,
