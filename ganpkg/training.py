@@ -1,4 +1,7 @@
-"""The training loop: data order, checkpoints, resume, samples, divergence guard, DDP.
+"""The training loop: checkpoints, resume, samples, divergence guard, DDP.
+
+Its helpers live beside it: the data order and device copy in ``batches``, the resume checks in
+``resume_checks``, status.json and the time budget in ``run_status``.
 
 ``train(config)`` is the one entry point. It reads the prepared dataset, resumes from the newest
 checkpoint in ``train.run_dir`` when there is one, and reports through callbacks only.
@@ -8,24 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ganpkg import checkpoint as ckpt
+from ganpkg.batches import DEVICE_MEMORY_SHARE, DataOrder, images_on_device, to_device
 from ganpkg.callbacks import CallbackList, NullCallback, TrainingCallback
 from ganpkg.config import Config, save_config
 from ganpkg.data.prepared import PreparedDataset, open_prepared, uint8_to_float
 from ganpkg.errors import UserError, is_interrupt
-from ganpkg.files import hash_bytes, hash_file
 from ganpkg.losses import GANLoss, build_loss
 from ganpkg.networks import build_networks
+from ganpkg.resume_checks import (
+    RESULT_KEYS,
+    TRAIN_DEFAULTS,
+    check_resumable,
+    check_same_data,
+    data_md5,
+    result_differences,
+)
+from ganpkg.run_status import out_of_memory, read_status, time_budget_spent, write_status
 from ganpkg.runtime import (
     Runtime,
     capture_rng,
@@ -37,14 +47,13 @@ from ganpkg.runtime import (
 from ganpkg.sampling import fixed_noise, save_grid
 from ganpkg.step import GANStep, ema_decay_at, grad_norm, unwrap, update_ema
 
-# Train keys that change what a resumed run computes; the rest (frequencies, paths, the step
-# budget, the device) may differ between the original run and its resumption.
-RESULT_KEYS = ("loss", "n_critic", "gp_weight", "batch_size", "lr_g", "lr_d", "lr_schedule",
-               "beta1", "beta2", "ema_decay", "ema_start_step", "r1_gamma", "r1_every", "seed")
-
-
-# Result keys newer than some checkpoints: what an older checkpoint's config meant by them.
-TRAIN_DEFAULTS = {"lr_schedule": "constant", "r1_gamma": 0.0, "r1_every": 16}
+# This module's own public names and those still imported from here that moved out.
+__all__ = [
+    "DEVICE_MEMORY_SHARE", "RESULT_KEYS", "TRAIN_DEFAULTS", "DataOrder", "DivergenceGuard",
+    "TrainResult", "Trainer", "TrainingDiverged", "data_md5", "images_on_device",
+    "learning_rate_factor", "out_of_memory", "read_status", "result_differences", "train",
+    "write_status",
+]
 
 
 def learning_rate_factor(schedule: str, step: int, total_steps: int) -> float:
@@ -66,33 +75,6 @@ class TrainResult:
     status: str
     step: int
     stopped_by: str = "total_steps"  # or "max_seconds": which budget ended the run
-
-
-class DataOrder:
-    """Shuffled epochs, reproducible from (seed, epoch) alone, so its state is two integers."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, position: int = 0):
-        if n < batch_size:
-            raise UserError(f"train.batch_size {batch_size} exceeds the dataset's {n} images")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.epoch, self.position = epoch, position
-        self._perm = self._permutation(epoch)
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=gen).numpy()
-
-    def next(self) -> np.ndarray:
-        """Indices of the next global batch (the incomplete tail of an epoch is dropped)."""
-        if self.position + self.batch_size > self.n:
-            self.epoch, self.position = self.epoch + 1, 0
-            self._perm = self._permutation(self.epoch)
-        out = self._perm[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return out
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
 
 
 class DivergenceGuard:
@@ -136,72 +118,6 @@ class DivergenceGuard:
                 )
         else:
             self.low_since = None
-
-
-def data_md5(data: PreparedDataset) -> str:
-    """md5 of the prepared images and labels: which data a checkpoint was trained on (cached
-    by path, size and mtime, so saving a checkpoint does not rehash 60 MB)."""
-    from ganpkg.data.prepared import IMAGES, LABELS
-
-    return hash_bytes("".join(hash_file(data.root / name, "md5") for name in (IMAGES, LABELS))
-                      .encode(), "md5")
-
-
-def _check_same_data(state: dict, data: PreparedDataset, now: str, path: Path) -> None:
-    """A resumed run continues on the data it started on, or stops with one line (other data
-    of the same shape would train silently; another shape would fail in load_state_dict)."""
-    shape = (state["channels"], state["resolution"])
-    if shape != (data.channels, data.resolution):
-        raise UserError(f"{path}: checkpoint was trained on {shape[0]}-channel {shape[1]} px "
-                        f"images, {data.root} holds {data.channels}-channel {data.resolution} px; "
-                        f"prepare the same data again or choose a new train.run_dir")
-    saved = state.get("data_md5")  # ``now``: data_md5(data), computed once by the Trainer
-    if saved is not None and saved != now:
-        raise UserError(f"{path}: checkpoint was trained on other data (prepared md5 "
-                        f"{saved[:12]}…, {data.root} now {now[:12]}…); resume on the same "
-                        f"data or choose a new train.run_dir")
-
-
-def result_differences(old: dict, config: Config) -> list[str]:
-    """The model and result-affecting train keys in which a saved config (a checkpoint's or a
-    run directory's config.yaml, as a dict) differs from ``config``."""
-    new = config.model_dump(mode="json")
-    keys = RESULT_KEYS
-    if new["train"]["lr_schedule"] != "constant":  # the schedule's length is the step budget
-        keys = (*keys, "total_steps")
-    diffs = [f"model.{k}" for k in new["model"] if old["model"].get(k) != new["model"][k]]
-    return diffs + [f"train.{k}" for k in keys
-                    if old["train"].get(k, TRAIN_DEFAULTS.get(k)) != new["train"][k]]
-
-
-def _check_resumable(state: dict, config: Config, path: Path) -> None:
-    diffs = result_differences(state["config"], config)
-    if diffs:
-        raise UserError(
-            f"{path}: checkpoint was trained with different {', '.join(diffs)}; "
-            f"resume with the same values or choose a new train.run_dir"
-        )
-
-
-DEVICE_MEMORY_SHARE = 0.25  # data_on_device=auto: at most this share of the GPU's free memory
-
-
-def images_on_device(data: PreparedDataset, device: torch.device,
-                     mode: str) -> torch.Tensor | None:
-    """The whole prepared uint8 array on ``device`` (train.data_on_device), or None to read
-    batches from the memmap. A batch drawn from either is the same images in the same order."""
-    if mode == "never" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        free, _ = torch.cuda.mem_get_info(device)
-        if data.images.nbytes > DEVICE_MEMORY_SHARE * free:
-            return None
-    return torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
-
-
-def _put(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 class Trainer:
@@ -294,8 +210,8 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, map_location=self.rt.device)
-        _check_same_data(state, self.data, self.data_md5, path)
-        _check_resumable(state, self.config, path)
+        check_same_data(state, self.data, self.data_md5, path)
+        check_resumable(state, self.config, path)
         self.g_plain.load_state_dict(state["g"])
         self.d_plain.load_state_dict(state["d"])
         self.g_ema.load_state_dict(state["g_ema"])
@@ -329,7 +245,7 @@ class Trainer:
                 real = uint8_to_float(self.device_images[torch.from_numpy(idx).to(rt.device)])
             else:
                 real = uint8_to_float(self.data.batch_uint8(idx))
-            reals.append(_put(real, rt.device, self.channels_last))
+            reals.append(to_device(real, rt.device, self.channels_last))
             zs.append(z.to(rt.device))
             alphas.append(alpha.to(rt.device))
         return reals, zs, alphas
@@ -356,7 +272,8 @@ class Trainer:
             self.guard.observe(self.step, losses)  # device-side; read at the next log step
             update_ema(self.g_ema, self.g_plain,
                        ema_decay_at(self.step, t.ema_decay, t.ema_start_step))
-            out_of_time = self._out_of_time()
+            out_of_time = time_budget_spent(t, self.step, self.train_seconds,
+                                            self._session_start, self.rt)
             due_ckpt = (self.step % t.checkpoint_every_steps == 0 or self.step == t.total_steps
                         or out_of_time)
             if self.step % t.log_every_steps == 0 or due_ckpt:
@@ -380,48 +297,11 @@ class Trainer:
                 break
         return TrainResult(self.run_dir, last_path, "FINISHED", self.step, stopped_by)
 
-    def _out_of_time(self) -> bool:
-        """train.max_seconds spent (this run's resumptions together)? Read at log steps only;
-        under torchrun rank 0's clock decides for all ranks (one collective per log step)."""
-        t = self.config.train
-        if t.max_seconds is None or self.step % t.log_every_steps:
-            return False
-        spent = self.train_seconds + time.perf_counter() - self._session_start
-        if self.rt.world_size == 1:
-            return spent >= t.max_seconds
-        flag = torch.tensor(float(spent >= t.max_seconds), device=self.rt.device)
-        torch.distributed.broadcast(flag, src=0)
-        return bool(flag.item())
-
     def _sample(self) -> None:
         """The EMA generator's grid of the fixed noise at this step (own noise: no RNG used)."""
         grid = save_grid(self.g_ema, self.fixed_z,
                          self.run_dir / "samples" / f"step-{self.step:08d}.png")
         self.cb.on_sample(self.step, grid)
-
-
-def out_of_memory(err: BaseException) -> bool:
-    """An allocation the host or the GPU refused (torch raises RuntimeError on CPU)."""
-    return isinstance(err, MemoryError | torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
-
-
-def read_status(run_dir: Path) -> dict:
-    """run_dir/status.json as written by ``write_status``; {} when absent or unreadable."""
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write_status(run_dir: Path, status: str, step: int, message: str = "",
-                 stopped_by: str | None = None) -> None:
-    """run_dir/status.json: FINISHED (and which budget ended it), FAILED (why) or KILLED
-    (interrupted: resumable)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    body = {"status": status, "step": step, "message": message,
-            **({"stopped_by": stopped_by} if stopped_by else {})}
-    (run_dir / "status.json").write_text(json.dumps(body, indent=2))
 
 
 def train(config: Config, callbacks: list[TrainingCallback] | None = None,
