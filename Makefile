@@ -7,7 +7,7 @@ ARGS   ?=
 # DVC stages call `python -m pipelines`: the venv's python must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install data train serve ui bench lint clean
+.PHONY: run test install data train serve ui bench lint docs docs-build clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,21 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ganpkg pipelines tests benchmarks infra
 	$(BIN)/lint-imports
+
+## params.yaml's comments, docs/reference/configuration.md and commands.md, regenerated from
+## the config models and the command line's help (tests/code/test_reference.py checks them)
+.PHONY: reference
+reference: $(STAMP)
+	$(BIN)/python -m pipelines.reference
+
+## the documentation site (mkdocs.yml, docs/) built strictly into site/: a broken link, a
+## missing anchor or a page left out of the nav fails it (CI runs it after lint)
+docs-build: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+## the documentation site on http://127.0.0.1:8000 (built strictly first), reloaded on edits
+docs: docs-build
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 clean:
 	rm -rf runs prepared .pytest_cache

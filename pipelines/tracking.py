@@ -428,10 +428,10 @@ def summary_table(metrics: dict[str, float], step: int) -> dict[str, list]:
         return None if value is None else float(f"{value:.4g}")
 
     rows = summarize(metrics)
-    columns = {"metric": [s.name for s in rows], "step": [step] * len(rows)}
+    columns = {"metric": [s.name for s in rows]}
     for field in ("value", "se", "ci_low", "ci_high", "floor", "baseline", "times_floor"):
         columns[field] = [short(getattr(s, field)) for s in rows]
-    return columns
+    return {**columns, "step": [step] * len(rows)}
 
 
 def evaluation_record(client, run_id: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 # `mlflow server "$@"` with the arguments from compose.yaml.
 #
 # admin_username/admin_password only create the admin on the first start against an empty
-# mlflow_auth database; later changes go through MLflow's update-password API (infra/README.md).
+# mlflow_auth database; later changes go through MLflow's update-password API (docs/production.md).
 set -eu
 
 : "${MLFLOW_ADMIN_USERNAME:?MLFLOW_ADMIN_USERNAME must be set}"

@@ -20,7 +20,7 @@ COMPOSE_FILE = INFRA / "compose.yaml"
 ENV_EXAMPLE = INFRA / ".env.example"
 
 
-RUNBOOK = INFRA / "README.md"
+RUNBOOK = ROOT / "docs" / "production.md"
 
 
 POOL_FILES = {name: INFRA / "work-pools" / f"{name}.json"
