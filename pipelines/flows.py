@@ -121,7 +121,7 @@ def close_run(tracker, status: str, run_dir: Path) -> None:
 def evaluate_model(config: Config, trained: dict[str, Any]) -> dict[str, Any]:
     """torch-fidelity metrics and the memorization check of the EMA generator; logged to MLflow."""
     from ganpkg.evaluation.fidelity import evaluate_checkpoint
-    from pipelines.tracking import log_evaluation
+    from pipelines.eval_record import log_evaluation
 
     pause_point("evaluate")
     out_dir = Path(config.train.run_dir) / "evaluation"
@@ -136,7 +136,7 @@ def evaluate_model(config: Config, trained: dict[str, Any]) -> dict[str, Any]:
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=transient)
 def register_model(config: Config, trained: dict[str, Any], evaluated: dict[str, Any]) -> dict:
     """A model version of the EMA generator, gated to @champion or @challenger."""
-    from pipelines.registry import register_run
+    from pipelines.registration import register_run
 
     pause_point("register")
     with registry_slot():

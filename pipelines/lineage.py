@@ -15,7 +15,8 @@ from typing import Any
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import EvalProtocol
 from ganpkg.metrics import parse, summarize
-from pipelines.tracking import EVAL, evaluation_record, get_client
+from pipelines.eval_record import evaluation_record
+from pipelines.tracking import EVAL, get_client
 
 CONFIG_ARTIFACT = "config/config.yaml"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")

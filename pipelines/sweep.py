@@ -38,15 +38,8 @@ from pipelines.flows import (
     sync_and_prepare,
     train_model,
 )
-from pipelines.tracking import (
-    EVAL,
-    RUN_ID_FILE,
-    data_tags,
-    ensure_experiment,
-    experiment_name,
-    get_client,
-    git_lineage,
-)
+from pipelines.run_tags import data_tags, git_lineage
+from pipelines.tracking import EVAL, RUN_ID_FILE, ensure_experiment, experiment_name, get_client
 
 
 @flow(name="trial", log_prints=True)

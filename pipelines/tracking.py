@@ -1,11 +1,11 @@
-"""MLflow tracking: a ``TrainingCallback`` that logs a run, its lineage and its evaluation.
+"""MLflow tracking: a ``TrainingCallback`` that logs a training run to MLflow.
 
 One experiment per config name (``ganpkg-<name>``). A run holds: the resolved config as params
 (flattened, ``model.z_dim``) and as ``config/config.yaml``; per-step losses, D outputs, gradient
 norms and images/s; the fixed-noise sample grid under the image key ``samples`` (the UI's step
 slider); checkpoint events (metric ``checkpoint_step``, tag ``checkpoint.latest``); system metrics;
-lineage tags; the run's log (``logs/train.log``) and ``status.json``. Evaluation adds its metric
-values, a summary table, the protocol tag and ``evaluation/`` files (``log_evaluation``).
+lineage tags (``pipelines.run_tags``); the run's log (``logs/train.log``) and ``status.json``; the
+FID curve's points (``eval/progress/…``). An evaluation is logged by ``pipelines.eval_record``.
 
 Everything goes through an ``MlflowClient`` bound to one tracking URI and an explicit run id, so
 no global "active run" leaks into the training process or into Prefect's threads.
@@ -13,12 +13,8 @@ no global "active run" leaks into the training process or into Prefect's threads
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import platform
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,15 +23,12 @@ from typing import Any
 from ganpkg.callbacks import NullCallback
 from ganpkg.config import Config, flatten
 from ganpkg.errors import UserError
-from ganpkg.evaluation.protocol import packed_tag, protocol_tags
-from ganpkg.metrics import charted, summarize
 from pipelines.registry_load import resolve_tracking_uri
+from pipelines.run_tags import git_lineage, git_output, lineage_tags, source_tags
 
 # MLflow metric namespaces: the UI groups charts by the part before "/" (system/ is MLflow's).
 TRAIN = "train/"  # per-step losses, D outputs, gradient norms, images/s, checkpoint steps
 EVAL = "eval/"  # evaluation of a checkpoint: fid_domain, is_domain, ... (values only)
-EVAL_RECORD = "evaluation/eval.json"  # everything an evaluation measured, as it measured it
-FILTER_TAGS = ("eval.extractor", "eval.n_samples")  # the protocol's fields users filter runs on
 RUN_ID_FILE = "mlflow_run.json"  # in train.run_dir: a resumed training continues its MLflow run
 LOG_FILE = "train.log"
 SAMPLES_KEY = "samples"
@@ -72,85 +65,6 @@ def ensure_experiment(client, name: str) -> str:
     # or MLflow would put them under ./mlruns of whatever directory the process runs in.
     location = (root / name).as_uri() if root else None
     return client.create_experiment(name, artifact_location=location)
-
-
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                              timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def git_lineage(repo: str | Path = ".") -> dict[str, str]:
-    """Commit and dirty flag of the code; tracked-file changes only (untracked files are
-    outputs like mlflow.db far more often than code)."""
-    repo = Path(repo)
-    commit = (_git(repo, "rev-parse", "HEAD") or "").strip() or "unknown"
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
-    dirty = "unknown" if status is None else str(bool(status.strip())).lower()
-    return {"git.commit": commit, "git.dirty": dirty}
-
-
-def source_tags(commit: str) -> dict[str, str]:
-    """MLflow's own Source / Created by / commit fields of the run page (the client API, unlike
-    mlflow.start_run, fills none of them)."""
-    from mlflow.entities import SourceType
-    from mlflow.utils import mlflow_tags
-
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "ganpkg"
-    return {mlflow_tags.MLFLOW_SOURCE_NAME: command,
-            mlflow_tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
-            mlflow_tags.MLFLOW_USER: _user(),
-            mlflow_tags.MLFLOW_GIT_COMMIT: commit}
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # a container user without a name
-        return "unknown"
-
-
-def data_tags(repo: str | Path = ".", data_lineage: dict | None = None) -> dict[str, str]:
-    """data.dvc md5 and prepared md5 (dvc.lock), from the flow's ``data_lineage()`` when given,
-    else read from the two files (cheap: no ``dvc status`` subprocess)."""
-    from pipelines.data import committed_data_md5, locked_stage
-
-    if data_lineage is None:
-        outs = locked_stage(repo).get("outs") or [{}]
-        data_lineage = {"data_dvc_md5": committed_data_md5(repo)[0],
-                        "prepared_md5": outs[0].get("md5")}
-    tags = {"data.dvc_md5": str(data_lineage.get("data_dvc_md5") or "none"),
-            "data.prepared_md5": str(data_lineage.get("prepared_md5") or "none")}
-    if "workspace_clean" in data_lineage:
-        tags["data.workspace_clean"] = str(bool(data_lineage["workspace_clean"])).lower()
-    return tags
-
-
-def environment_tags(device: str | None = None) -> dict[str, str]:
-    """torch/CUDA versions and the device that trained."""
-    import mlflow
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"torch.version": str(torch.__version__), "torch.cuda": str(torch.version.cuda),
-            "torch.gpu": gpu, "env.mlflow": mlflow.__version__,
-            "env.python": platform.python_version(),
-            "device": device or ("cuda" if torch.cuda.is_available() else "cpu")}
-
-
-def lineage_tags(config: Config, repo: str | Path = ".", flow_run_id: str | None = None,
-                 data_lineage: dict | None = None, device: str | None = None) -> dict[str, str]:
-    """Every tag that traces a run (and the model versions it makes) to code, data and params."""
-    tags = {**git_lineage(repo), **data_tags(repo, data_lineage), **environment_tags(device),
-            "ganpkg.params_hash": config.params_hash(), "ganpkg.seed": str(config.train.seed),
-            "ganpkg.recipe_hash": config.recipe_hash(), "ganpkg.result_hash": config.result_hash(),
-            "ganpkg.config_name": config.name}
-    if flow_run_id:
-        tags["prefect.flow_run_id"] = str(flow_run_id)
-    return tags
 
 
 def _device_of(config: Config) -> str:
@@ -276,7 +190,7 @@ class MlflowTracker(NullCallback):
             self.client.log_artifact(self.run_id, str(resolved), "config")
         if self.config_path and self.config_path.is_file():
             self.client.log_artifact(self.run_id, str(self.config_path), "config/source")
-        diff = _git(self.repo, "diff", "HEAD")
+        diff = git_output(self.repo, "diff", "HEAD")
         if diff:  # a dirty tree is only reproducible with its diff
             self.client.log_text(self.run_id, diff, "git/diff.patch")
 
@@ -384,66 +298,3 @@ def display_size(image, target: int = 512):
     if scale == 1:
         return image.copy()
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-
-
-def eval_metrics(metrics: dict[str, float], step: int, **link: str) -> list:
-    """An evaluation's values as MLflow Metrics named ``eval/…`` at the step they measured;
-    ``link``: model_id, dataset_name and dataset_digest (MLflow 3's logged-model view)."""
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(EVAL + k, float(v), now, step, **link) for k, v in metrics.items()]
-
-
-def log_evaluation(run_id: str, metrics: dict[str, float], protocol: dict[str, Any],
-                   memorization: dict[str, Any] | None = None, step: int | None = None,
-                   files: list[str | Path] = (), tracking_uri: str | None = None) -> None:
-    """An evaluation on the run: each metric's value as ``eval/<metric>`` at the training step
-    it measured (a chart), what is recorded beside it (se, interval, floor, baseline) as the
-    table ``evaluation/summary.json`` (one number each: a one-dot chart says nothing), the
-    protocol as the packed ``eval.protocol`` tag plus the two tags users filter on, and
-    ``evaluation/`` files: eval.json (everything, memorization included) and e.g. the
-    memorization pairs PNG."""
-    from mlflow.entities import RunTag
-
-    client = get_client(tracking_uri)
-    tags = {**packed_tag(protocol), **{k: v for k, v in protocol_tags(protocol).items()
-                                       if k in FILTER_TAGS}}
-    client.log_batch(run_id, metrics=eval_metrics(charted(metrics), step or 0),
-                     tags=[RunTag(k, v) for k, v in tags.items()])
-    client.log_table(run_id, summary_table(metrics, step or 0), "evaluation/summary.json")
-    body = {"metrics": metrics, "protocol": protocol, "memorization": memorization}
-    client.log_dict(run_id, body, EVAL_RECORD)
-    for path in files:
-        if Path(path).is_file():
-            client.log_artifact(run_id, str(path), "evaluation")
-
-
-def summary_table(metrics: dict[str, float], step: int) -> dict[str, list]:
-    """One row per metric: its value and what is recorded beside it, at 4 significant digits
-    (the full values are in eval.json); empty cells where a statistic was not measured. An
-    evaluation of another checkpoint appends its rows (MLflow's tables append): ``step`` says
-    which checkpoint a row measured."""
-    def short(value: float | None) -> float | None:
-        return None if value is None else float(f"{value:.4g}")
-
-    rows = summarize(metrics)
-    columns = {"metric": [s.name for s in rows]}
-    for field in ("value", "se", "ci_low", "ci_high", "floor", "baseline", "times_floor"):
-        columns[field] = [short(getattr(s, field)) for s in rows]
-    return {**columns, "step": [step] * len(rows)}
-
-
-def evaluation_record(client, run_id: str) -> dict[str, Any]:
-    """The run's ``evaluation/eval.json`` (all metric values and statistics, the protocol and
-    memorization); {} when the run was not evaluated."""
-    import tempfile
-
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, EVAL_RECORD, tmp)
-        except (MlflowException, OSError):
-            return {}
-        return json.loads(Path(local).read_text())

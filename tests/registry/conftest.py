@@ -101,8 +101,9 @@ def registered(registered_store) -> Registered:
     from ganpkg.evaluation.extractor_domain import train_domain_extractor
     from ganpkg.evaluation.progress import progress_callbacks
     from ganpkg.training import train
-    from pipelines.registry import register_run
-    from pipelines.tracking import MlflowTracker, log_evaluation
+    from pipelines.eval_record import log_evaluation
+    from pipelines.registration import register_run
+    from pipelines.tracking import MlflowTracker
 
     root, uri = registered_store
     prepared = make_prepared(root / "prepared")

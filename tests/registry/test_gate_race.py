@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 from test_gate import CFG, tags
 
-from pipelines import registry
+from pipelines import registration, registry
 from pipelines.registry import CHALLENGER, CHAMPION, apply_gate
 from pipelines.registry_load import using_tracking_uri
 
@@ -128,7 +128,7 @@ def test_register_retry_reuses_its_version(registered):
     before = client.search_model_versions(f"name='ganpkg-generator' and run_id='{registered.run_id}'")
     from registry_helpers import METRICS, PROTOCOL
 
-    again = registry.register_run(registered.run_id, registered.checkpoint, METRICS, PROTOCOL,
+    again = registration.register_run(registered.run_id, registered.checkpoint, METRICS, PROTOCOL,
                                   registered.config, tracking_uri=registered.uri)
     after = client.search_model_versions(f"name='ganpkg-generator' and run_id='{registered.run_id}'")
     assert again.version == registered.version
