@@ -42,6 +42,11 @@ class RichProgress(NullCallback):
         self.progress.update(self.task, completed=step)
         self.progress.console.print(f"step {step}: checkpoint {path}")
 
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """A point of the FID curve, above the bar."""
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        self.progress.console.print(f"step {step}: {shown}", highlight=False)
+
     def on_end(self, status: str, run_dir: Path) -> None:
         self.progress.stop()
         self.console.print(f"training {status.lower()}: {run_dir}")

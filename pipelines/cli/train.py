@@ -34,12 +34,31 @@ def train(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, resume: 
     from ganpkg.training import TrainingDiverged
     from ganpkg.training import train as run_training
 
+    bar = RichProgress(cfg.train.total_steps, console)
     try:
-        result = run_training(cfg, [RichProgress(cfg.train.total_steps, console)], resume)
+        result = run_training(cfg, [bar, *curve(cfg, bar)], resume)
     except TrainingDiverged as err:
         say(f"error: {err}")
         raise typer.Exit(1) from None
     say(f"final checkpoint: {result.checkpoint}")
+
+
+def curve(cfg, bar) -> list:
+    """The FID curve's callback where its extractor is ready (eval.extractor auto decided by the
+    prepared data's labels, as the flow does), else [] and one line saying why."""
+    from ganpkg.evaluation.extractors import resolve_auto, resolve_extractor
+    from ganpkg.evaluation.progress import progress_callbacks
+
+    cfg = resolve_auto(cfg)
+    found = progress_callbacks(cfg, [bar])
+    if not found:
+        return []
+    try:
+        resolve_extractor(cfg.eval, download=False)
+    except (UserError, ImportError) as err:  # a bare box may lack torch-fidelity
+        say(f"no FID curve: {err}")
+        return []
+    return found
 
 
 OutOpt = Annotated[Path, typer.Option(help="A .png path for one grid, else a folder.")]

@@ -93,3 +93,33 @@ def test_train_extractor_writes_weights_and_accuracy(tiny, tmp_path, monkeypatch
     # Progress while it trains (DVC streams these into `ganpkg run`), ending at 100%.
     progress = [line for line in err.splitlines() if "domain extractor: batch" in line]
     assert len(progress) >= 2 and "(100%" in progress[-1], err
+
+
+def test_train_alone_draws_the_fid_curve_where_its_extractor_is_ready(tiny, tmp_path,
+                                                                      monkeypatch, capsys):
+    params = params_file(tiny, tmp_path)
+    run_dir = tmp_path / "run"
+    code = run_cli(monkeypatch, "train", "-c", str(params), "--set", f"train.run_dir={run_dir}",
+                   *[f"--set={o}" for o in ("model.z_dim=16", "model.g_width=8",
+                                            "model.d_width=8", "train.batch_size=16",
+                                            "train.total_steps=8", "train.checkpoint_every_steps=4",
+                                            "train.sample_every_steps=8", "train.device=cpu",
+                                            "eval.progress_n_samples=64")])
+    out = "".join(capsys.readouterr())  # the bar and its lines go to stderr
+    assert code == 0, out
+    points = [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == [4, 8] and all(p["fid_domain"] > 0 for p in points)
+    assert (run_dir / "best.pt").is_file()
+    assert f"step 4: fid_domain {points[0]['fid_domain']:.4g}" in out, out
+
+
+def test_train_alone_says_why_there_is_no_curve(tiny, tmp_path, monkeypatch, capsys):
+    params = params_file(tiny, tmp_path)
+    code = run_cli(monkeypatch, "train", "-c", str(params), "--set",
+                   f"train.run_dir={tmp_path / 'run'}", "--set", "train.total_steps=2",
+                   "--set", "model.g_width=8", "--set", "model.d_width=8", "--set",
+                   f"eval.domain.weights={tmp_path / 'absent.pt'}")
+    out = "".join(capsys.readouterr())
+    assert code == 0, out
+    assert "no FID curve: eval.domain.weights:" in out and "not found" in out, out
+    assert not (tmp_path / "run" / "progress.jsonl").exists()
