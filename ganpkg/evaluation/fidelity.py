@@ -93,7 +93,7 @@ class EvalResult:
         return path
 
 
-def _check_extractor_matches(spec: ExtractorSpec, dataset: PreparedDataset) -> None:
+def check_extractor_matches(spec: ExtractorSpec, dataset: PreparedDataset) -> None:
     """An extractor trained on the prepared data must have been trained on this data version."""
     stage = FEATURE_EXTRACTORS.get(spec.extractor).dvc_stage
     if stage and spec.data_md5 != prepared_md5(dataset):
@@ -170,7 +170,7 @@ def calculate(samples: nn.Module | Dataset, dataset: PreparedDataset, cfg: EvalC
     from torch_fidelity.metric_fid import fid_featuresdict_to_statistics
     from torch_fidelity.utils import create_feature_extractor
 
-    _check_extractor_matches(spec, dataset)
+    check_extractor_matches(spec, dataset)
     cuda = fidelity_device_kwargs(cfg.device)["cuda"]
     n = cfg.n_samples if isinstance(samples, nn.Module) else len(samples)
     layers = _layers(spec, cfg)

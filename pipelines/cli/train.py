@@ -44,17 +44,24 @@ def train(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, resume: 
 
 
 def curve(cfg, bar) -> list:
-    """The FID curve's callback where its extractor is ready (eval.extractor auto decided by the
-    prepared data's labels, as the flow does), else [] and one line saying why."""
+    """The FID curve's callback where its extractor is ready for this data (eval.extractor auto
+    decided by the prepared data's labels, as the flow does), else [] and one line saying why.
+    Under torchrun rank 0 measures, as in the flow."""
+    import os
+
+    from ganpkg.data.prepared import open_prepared
     from ganpkg.evaluation.extractors import resolve_auto, resolve_extractor
     from ganpkg.evaluation.progress import progress_callbacks
 
     cfg = resolve_auto(cfg)
     found = progress_callbacks(cfg, [bar])
-    if not found:
+    if not found or os.environ.get("RANK", "0") != "0":
         return []
     try:
-        resolve_extractor(cfg.eval, download=False)
+        from ganpkg.evaluation.fidelity import check_extractor_matches
+
+        check_extractor_matches(resolve_extractor(cfg.eval, download=False),
+                                open_prepared(cfg.data.prepared_dir))
     except (UserError, ImportError) as err:  # a bare box may lack torch-fidelity
         say(f"no FID curve: {err}")
         return []

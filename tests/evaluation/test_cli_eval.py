@@ -123,3 +123,20 @@ def test_train_alone_says_why_there_is_no_curve(tiny, tmp_path, monkeypatch, cap
     assert code == 0, out
     assert "no FID curve: eval.domain.weights:" in out and "not found" in out, out
     assert not (tmp_path / "run" / "progress.jsonl").exists()
+
+
+
+def test_train_alone_draws_no_curve_with_an_extractor_of_other_data(tiny, tmp_path,
+                                                                    monkeypatch, capsys):
+    from eval_helpers import N_IMAGES, make_shapes
+
+    from ganpkg.data.prepared import write_prepared
+
+    other = write_prepared(tmp_path / "other", *make_shapes(N_IMAGES, seed=1), {"source": "x"})
+    params = params_file(tiny, tmp_path)
+    code = run_cli(monkeypatch, "train", "-c", str(params), "--set", f"data.prepared_dir={other}",
+                   "--set", f"train.run_dir={tmp_path / 'run'}", "--set", "train.total_steps=2",
+                   "--set", "model.g_width=8", "--set", "model.d_width=8")
+    out = "".join(capsys.readouterr())
+    assert code == 0, out
+    assert "no FID curve: eval.domain.weights:" in out and "trained on other data" in out, out
