@@ -13,6 +13,7 @@ from pathlib import Path
 from ganpkg import metrics
 from ganpkg.errors import UserError
 from ganpkg.evaluation.protocol import PACKED_TAG, TAG_PREFIX
+from pipelines.eval_record import evaluation_record
 from pipelines.registry_load import using_tracking_uri
 from pipelines.tracking import EVAL, get_client
 
@@ -82,16 +83,28 @@ def leaderboard(tracking_uri: str | None = None, model_name: str = "ganpkg-gener
                           "run_name": runs.get("tags.mlflow.runName"),
                           "status": runs["status"], "start": runs["start_time"]})
     prefix = f"metrics.{EVAL}"  # evaluation metrics; train/ and system/ are not quality
-    quality = sorted(c[len(prefix):] for c in runs.columns
-                     if c.startswith(prefix) and is_quality_metric(c[len(prefix):]))
-    for name in quality:
-        table[name] = runs[prefix + name]
+    charted = {c[len(prefix):] for c in runs.columns
+               if c.startswith(prefix) and is_quality_metric(c[len(prefix):])}
+    # The statistics beside each value (se, interval, floor, baseline, spreads) are not run
+    # metrics: they come from each evaluated run's evaluation/eval.json.
+    evaluated = runs[[prefix + name for name in charted]].notna().any(axis=1) if charted \
+        else pd.Series(False, index=runs.index)
+    records = [evaluation_record(client, run_id).get("metrics", {}) if done else {}
+               for run_id, done in zip(runs["run_id"], evaluated, strict=True)]
+    recorded = {k for record in records for k in record if is_quality_metric(k)}
+    for name in sorted(charted | recorded):
+        from_runs = runs[prefix + name] if name in charted else pd.Series(None, index=runs.index)
+        table[name] = [value if pd.notna(value) else record.get(name)
+                       for value, record in zip(from_runs, records, strict=True)]
     protocols = [_protocol(text) for text in runs.get(f"tags.{PACKED_TAG}", [None] * len(runs))]
     for tag, column in TAG_COLUMNS.items():
         values = runs.get(f"tags.{tag}")
-        if values is None and tag.startswith(TAG_PREFIX):  # a field of the packed protocol
+        if tag.startswith(TAG_PREFIX):  # the packed protocol first: a field tag may be stale
             field = tag.removeprefix(TAG_PREFIX)
-            values = pd.Series([p.get(field) for p in protocols], index=runs.index, dtype=object)
+            old = values if values is not None else pd.Series(None, index=runs.index)
+            values = pd.Series([p[field] if p.get(field) is not None else o
+                                for p, o in zip(protocols, old, strict=True)],
+                               index=runs.index, dtype=object)
         if values is not None and values.notna().any():
             table[column] = values.str[:8] if column in SHORT else values
     add_seed_spread(table)

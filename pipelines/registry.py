@@ -19,6 +19,7 @@ from typing import Any
 from ganpkg.config import RegistryConfig
 from ganpkg.errors import UserError
 from ganpkg.files import write_atomic
+from pipelines.eval_record import evaluation_record
 from pipelines.gate import CHALLENGER, CHAMPION, PREVIOUS, GateDecision, decide
 from pipelines.run_tags import current_user
 from pipelines.tracking import get_client, sqlite_artifact_root
@@ -30,13 +31,17 @@ CHAMPION_METRICS = "champion.json"  # dvc.yaml's top-level metrics: `dvc metrics
 def write_champion_metrics(name: str, path: str | Path = CHAMPION_METRICS,
                            tracking_uri: str | None = None) -> dict[str, Any] | None:
     """The current @champion's version and metrics as JSON at ``path`` (atomically), for
-    `dvc metrics show`/`diff`; None (and nothing written) while there is no champion."""
-    champion = alias_version(get_client(tracking_uri), name, CHAMPION)
+    `dvc metrics show`/`diff`: every value its run's evaluation recorded (the version's
+    ``metric.*`` tags keep only what the gate reads); None (and nothing written) while there is
+    no champion."""
+    client = get_client(tracking_uri)
+    champion = alias_version(client, name, CHAMPION)
     if champion is None:
         return None
-    body = {"model": name, "version": int(champion.version),
-            **{k.removeprefix("metric."): float(v) for k, v in sorted(champion.tags.items())
-               if k.startswith("metric.")}}
+    measured = {k.removeprefix("metric."): float(v) for k, v in champion.tags.items()
+                if k.startswith("metric.")}
+    measured.update(evaluation_record(client, champion.run_id).get("metrics", {}))
+    body = {"model": name, "version": int(champion.version), **dict(sorted(measured.items()))}
     write_atomic(Path(path), lambda f: f.write(json.dumps(body, indent=2).encode() + b"\n"))
     return body
 

@@ -28,7 +28,7 @@ from pipelines.run_tags import git_lineage, git_output, lineage_tags, source_tag
 
 # MLflow metric namespaces: the UI groups charts by the part before "/" (system/ is MLflow's).
 TRAIN = "train/"  # per-step losses, D outputs, gradient norms, images/s, checkpoint steps
-EVAL = "eval/"  # evaluation of a checkpoint: fid_domain, is_domain, ... (values only)
+EVAL = "eval/"  # evaluation: each metric's value (fid_domain, ...), the FID curve (progress/)
 RUN_ID_FILE = "mlflow_run.json"  # in train.run_dir: a resumed training continues its MLflow run
 LOG_FILE = "train.log"
 SAMPLES_KEY = "samples"

@@ -2,10 +2,10 @@
 
 A FID is only comparable with another FID measured by the same extractor (and weights), on
 the same reference data, with the same number of samples. Every result therefore carries an
-``EvalProtocol``; the gate asks ``differences`` before it compares two numbers. Runs store it as
-string tags ``eval.<field>`` (``to_tags``); model versions as one JSON tag ``eval.protocol``
-(``packed_tag``: a version's tag list is what the registry page shows per row). ``from_tags``
-reads either.
+``EvalProtocol``; the gate asks ``differences`` before it compares two numbers. Runs and model
+versions store it as one JSON tag ``eval.protocol`` (``packed_tag``: a tag list is what the UI
+shows per row; runs add the fields users filter on as ``eval.<field>``). ``from_tags`` reads
+the packed tag, and the per-field tags older versions wrote.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ class EvalProtocol:
         version did not record come back as None (and so differ from a recorded value)."""
         if tags.get(PACKED_TAG):
             try:
-                tags = {**protocol_tags(json.loads(tags[PACKED_TAG])), **tags}
+                # the packed tag wins: a run evaluated again keeps an older version's
+                # per-field tags, which would otherwise mask the newer protocol
+                tags = {**tags, **protocol_tags(json.loads(tags[PACKED_TAG]))}
             except (ValueError, TypeError, AttributeError):
                 return None  # not a protocol we wrote: no comparison can rest on it
         if not tags.get(f"{TAG_PREFIX}extractor"):

@@ -46,7 +46,8 @@ def train(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None, resume: 
 def curve(cfg, bar) -> list:
     """The FID curve's callback where its extractor is ready for this data (eval.extractor auto
     decided by the prepared data's labels, as the flow does), else [] and one line saying why.
-    Under torchrun rank 0 measures, as in the flow."""
+    Under torchrun rank 0 measures, as in the flow. Resolving ``auto`` makes ``cfg`` concrete
+    in place, so the run's config.yaml and checkpoints record the extractor the curve used."""
     import os
 
     from ganpkg.data.prepared import open_prepared

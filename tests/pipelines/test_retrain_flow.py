@@ -76,6 +76,8 @@ def test_flow_trains_registers_skips_when_unchanged_and_resumes_after_a_fault(pr
     champion_json = json.loads(shown)[""]["data"]["champion.json"]["data"]
     assert champion_json["version"] == int(first["version"])
     assert champion_json["fid_domain"] == pytest.approx(first["metrics"]["fid_domain"])
+    # every value the evaluation recorded, not only the gate's inputs (the version's tags)
+    assert {k: champion_json.get(k) for k in first["metrics"]} == pytest.approx(first["metrics"])
 
     # Same data, same params: the flow ends early and says why.
     again = retrain()

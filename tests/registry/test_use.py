@@ -118,6 +118,9 @@ def test_leaderboard_lists_runs_with_versions_and_sorts_by_metric(registered, tm
     table = leaderboard(registered.uri, sort_by="fid_domain")
     row = table[table["run_id"] == registered.run_id[:8]].iloc[0]
     assert row["fid_domain"] == 10.0 and row["extractor"] == "domain"
+    # the statistics beside a value, from the run's eval.json (they are no run metrics)
+    assert row["fid_domain_se"] == 0.1 and row["fid_domain_floor"] == 1.0
+    assert row["ref_md5"] == "cd" * 4 and row["ref_split"] == "all"  # the packed protocol
     assert registered.version in row["versions"].split(",")
     assert "champion" in row["aliases"]
     assert row["data_md5"] and row["commit"]
