@@ -36,10 +36,10 @@ def ui(ui_server, registered):
     return base, run
 
 
-def page(url: str, shot: str, height: int = 1400) -> str:
+def page(url: str, shot: str, height: int = 1400, budget_ms: int = 20000) -> str:
     """The rendered DOM of ``url`` (charts drawn too), and its screenshot kept as ``shot``.
     Charts below the window are not drawn: ``height`` makes it tall enough for them."""
-    flags = ("--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
+    flags = (f"--virtual-time-budget={budget_ms}", "--run-all-compositor-stages-before-draw",
              f"--window-size=1400,{height}")
     chromium(*flags, f"--screenshot={SHOTS / shot}", url)
     return chromium(*flags, "--dump-dom", url)
@@ -110,11 +110,16 @@ def test_the_cards_page_renders_with_its_image_in_the_artifact_viewer(ui, regist
 
 def test_sample_grid_shows_at_the_sliders_first_position(ui, registered):
     base, run = ui
-    dom = page(f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}"
-               "/model-metrics", "model_metrics.png", height=5000)
+    url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}/model-metrics"
+    # The image card is the page's last, drawn after 14 charts: on a loaded 2-core machine the
+    # virtual-time budget can end before it, so a longer budget and one reload.
+    for _ in range(2):
+        dom = page(url, "model_metrics.png", height=5000, budget_ms=40000)
+        # The image card opens at step 0: the untrained generator's grid, logged before step 1.
+        src = re.search(r'src="(get-artifact\?path=images%2Fsamples%2Bstep%2B0%2B[^"]+)"', dom)
+        if src:
+            break
     assert "No image logged at this step" not in dom
-    # The image card opens at step 0: the untrained generator's grid, logged before step 1.
-    src = re.search(r'src="(get-artifact\?path=images%2Fsamples%2Bstep%2B0%2B[^"]+)"', dom)
     assert src, "no step-0 sample grid in the run's charts"
     assert served(base, src.group(1))[:4] == b"RIFF"  # the card's compressed webp
     assert (SHOTS / "model_metrics.png").stat().st_size > 50_000
